@@ -1,0 +1,70 @@
+"""The application factory: `create_app(config)` builds the whole server, and tests
+build it the same way.
+
+Route tables come from three places, each owning its own package:
+`server.api.admin` (admin REST API), `server.api.agent` (Agent API) and
+`server.web` (web UI). Each may also contribute cleanup contexts for its
+background work; they start after the database is open and stop before it closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from server import __version__
+from server.api import admin, agent, system
+from server.appkeys import AUTHENTICATOR, CONFIG, DATABASE, HTTP_METRICS, OPENAPI
+from server.auth import Authenticator
+from server.config import ServerConfig
+from server.db import Database
+from server.errors import error_middleware
+from server.http_metrics import HttpMetrics
+from server.migrations import migrate
+from server.openapi import build_document
+from server.routing import Route, add_routes
+
+log = logging.getLogger(__name__)
+
+
+def all_routes() -> list[Route]:
+    from server import web as web_ui
+
+    return [*system.ROUTES, *admin.ROUTES, *agent.ROUTES, *web_ui.ROUTES]
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    database = Database(config.database_url, threads=config.db_threads)
+    applied = await database.run(migrate, database.peewee)
+    for migration in applied:
+        log.info("migration %04d_%s applied", migration.version, migration.name)
+    app[DATABASE] = database
+    app[AUTHENTICATOR] = Authenticator(database, legacy_open=config.legacy_checks)
+    yield
+    database.close()
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    from server import web as web_ui
+
+    metrics = HttpMetrics()
+    app = web.Application(
+        client_max_size=config.limits.max_body_bytes,
+        middlewares=[metrics.middleware(), error_middleware, *web_ui.MIDDLEWARES],
+    )
+    app[CONFIG] = config
+    app[HTTP_METRICS] = metrics
+    routes = all_routes()
+    app[OPENAPI] = build_document([r for r in routes if r.in_openapi], version=__version__)
+    add_routes(app, routes)
+    app.cleanup_ctx.append(database_ctx)
+    for package in (admin, agent, web_ui):
+        app.cleanup_ctx.extend(getattr(package, "CLEANUP_CONTEXTS", []))
+    if config.legacy_checks:
+        log.warning(
+            "compat.legacy_checks is on: GET /api/v1/checks/... answers without a token"
+        )
+    return app

@@ -1,0 +1,100 @@
+"""Bearer-token authentication: header in, `Principal` (or None) out.
+
+Agents poll every few seconds, so resolved agent and admin tokens are cached for a
+few seconds (`CACHE_SECONDS`): a revoked token stops working within that time on
+every process. Bootstrap tokens are never cached: their use count matters.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from server.db import Database
+from server.errors import InvalidToken
+from server.models import AgentToken, ApiToken, BootstrapToken, Target, utcnow
+from server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal, Principal
+from server.tokens import Role, TokenKind, hash_token, kind_of
+
+CACHE_SECONDS = 5.0
+CACHE_MAX_ENTRIES = 100_000
+
+
+def _lookup_admin(token_hash: str) -> AdminPrincipal | None:
+    row = ApiToken.get_or_none(ApiToken.token_hash == token_hash, ApiToken.revoked == False)  # noqa: E712
+    if row is None:
+        return None
+    return AdminPrincipal(token_id=row.id, name=row.name, role=Role(row.role))
+
+
+def _lookup_agent(token_hash: str) -> AgentPrincipal | None:
+    row = (
+        AgentToken.select(AgentToken, Target)
+        .join(Target)
+        .where(AgentToken.token_hash == token_hash, AgentToken.revoked_at.is_null())
+        .first()
+    )
+    if row is None:
+        return None
+    return AgentPrincipal(token_id=row.id, target_id=row.target.id, hostname=row.target.hostname)
+
+
+def _lookup_bootstrap(token_hash: str) -> BootstrapPrincipal | None:
+    row = BootstrapToken.get_or_none(
+        BootstrapToken.token_hash == token_hash, BootstrapToken.revoked == False  # noqa: E712
+    )
+    if row is None or row.uses >= row.max_uses:
+        return None
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        return None
+    return BootstrapPrincipal(token_id=row.id)
+
+
+_LOOKUPS = {
+    TokenKind.ADMIN: _lookup_admin,
+    TokenKind.AGENT: _lookup_agent,
+    TokenKind.BOOTSTRAP: _lookup_bootstrap,
+}
+
+
+class Authenticator:
+    def __init__(self, database: Database, *, legacy_open: bool = False) -> None:
+        self._db = database
+        self.legacy_open = legacy_open
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    @staticmethod
+    def bearer(request: web.Request) -> str | None:
+        header = request.headers.get("Authorization")
+        if header is None:
+            return None
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise InvalidToken("Authorization must be 'Bearer TOKEN'")
+        return secret.strip()
+
+    async def authenticate(self, request: web.Request) -> Principal | None:
+        secret = self.bearer(request)
+        if secret is None:
+            return None
+        kind = kind_of(secret)
+        if kind is None:
+            raise InvalidToken("the token is not valid")
+        token_hash = hash_token(secret)
+        now = time.monotonic()
+        cached = self._cache.get(token_hash)
+        if cached and cached[0] > now:
+            return cached[1]
+        principal = await self._db.run(_LOOKUPS[kind], token_hash)
+        if principal is None:
+            raise InvalidToken("the token is not valid, revoked or expired")
+        if kind is not TokenKind.BOOTSTRAP:
+            if len(self._cache) >= CACHE_MAX_ENTRIES:
+                self._cache.clear()
+            self._cache[token_hash] = (now + CACHE_SECONDS, principal)
+        return principal
+
+    def forget(self, secret_hash: str) -> None:
+        """Drop a cached token at once (revocation through this process)."""
+        self._cache.pop(secret_hash, None)

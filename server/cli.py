@@ -1,0 +1,144 @@
+"""`aami-server`: serve, migrate, token create, bootstrap-token create.
+
+Exit codes: 0 success; 1 the operation failed; 2 usage or configuration error,
+with a one-line message naming the bad flag or key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from server import __version__
+from server.config import ConfigError, ServerConfig, load_config
+from units import parse_duration
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"aami-server: error: {message}\n")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config file (default /etc/aami/server.yaml)")
+    parser.add_argument("--database", help="sqlite:///PATH or postgresql://USER@HOST/DB")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aami-server", description="AAMI config server")
+    parser.add_argument("--version", action="version", version=f"aami-server {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = sub.add_parser("serve", help="run the server")
+    _common(serve)
+    serve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080)")
+    serve.add_argument("--tls-cert")
+    serve.add_argument("--tls-key")
+
+    _common(sub.add_parser("migrate", help="apply pending database migrations"))
+
+    token = sub.add_parser("token", help="admin API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True, parser_class=_Parser)
+    create = token_sub.add_parser("create", help="print a new admin API token once")
+    _common(create)
+    create.add_argument("--role", required=True, choices=["admin", "operator", "viewer"])
+    create.add_argument("--name", required=True)
+
+    boot = sub.add_parser("bootstrap-token", help="bootstrap tokens for agent registration")
+    boot_sub = boot.add_subparsers(dest="boot_command", required=True, parser_class=_Parser)
+    bcreate = boot_sub.add_parser("create", help="print a new bootstrap token once")
+    _common(bcreate)
+    bcreate.add_argument("--max-uses", type=int, default=1)
+    bcreate.add_argument("--expires", default="30d", help="lifetime, e.g. 30d, 12h")
+    bcreate.add_argument("--group", help="group new targets join")
+    bcreate.add_argument("--name", default="")
+    bcreate.add_argument("--allow-rebind", action="store_true",
+                         help="may take over a hostname that already has an agent")
+    return parser
+
+
+def _setup_logging(config: ServerConfig) -> None:
+    logging.basicConfig(
+        level=getattr(logging, config.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _open_migrated(config: ServerConfig):  # type: ignore[no-untyped-def]
+    from server.db import Database
+    from server.migrations import migrate
+
+    database = Database(config.database_url, threads=1)
+    migrate(database.peewee)
+    return database
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(
+            args.config, database=args.database,
+            listen=getattr(args, "listen", None),
+            tls_cert=getattr(args, "tls_cert", None), tls_key=getattr(args, "tls_key", None),
+        )
+        if args.command == "bootstrap-token":
+            if args.max_uses < 1:
+                raise ConfigError("--max-uses: must be at least 1")
+            try:
+                lifetime = parse_duration(args.expires)
+            except ValueError as exc:
+                raise ConfigError(f"--expires: {exc}") from None
+    except ConfigError as exc:
+        print(f"aami-server: error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(config)
+    try:
+        return _dispatch(args, config, locals().get("lifetime", 0.0))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line for the operator; the log has the detail
+        logging.getLogger("aami-server").debug("failure", exc_info=True)
+        print(f"aami-server: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float) -> int:
+    if args.command == "serve":
+        from server.serve import serve
+
+        return serve(config)
+    database = _open_migrated(config)
+    try:
+        if args.command == "migrate":
+            print("database is up to date")
+        elif args.command == "token":
+            from server.services.tokens import create_api_token
+            from server.tokens import Role
+
+            secret, _ = create_api_token(args.name, Role(args.role))
+            print(secret)
+        elif args.command == "bootstrap-token":
+            from server.models import utcnow
+            from server.services.tokens import create_bootstrap_token
+
+            expires = utcnow() + timedelta(seconds=lifetime) if lifetime else None
+            secret, _ = create_bootstrap_token(
+                name=args.name, max_uses=args.max_uses, expires_at=expires,
+                group=args.group, allow_rebind=args.allow_rebind,
+            )
+            print(secret)
+    finally:
+        database.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

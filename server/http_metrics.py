@@ -1,0 +1,50 @@
+"""Request counts and latencies in Prometheus format, labelled by route template
+(never by raw path: ids in paths would explode the label set)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from server.errors import Handler
+
+
+class HttpMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "aami_server_http_requests_total", "HTTP requests served",
+            ["method", "route", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "aami_server_http_request_duration_seconds", "HTTP request latency",
+            ["method", "route"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def middleware(self) -> web.middleware:  # type: ignore[valid-type]
+        @web.middleware
+        async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+            start = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                resource = request.match_info.route.resource
+                route = resource.canonical if resource is not None else "unmatched"
+                self.requests.labels(request.method, route, str(status)).inc()
+                self.latency.labels(request.method, route).observe(
+                    time.perf_counter() - start
+                )
+
+        return observe

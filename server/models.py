@@ -1,0 +1,279 @@
+"""Peewee models: the server's stored state.
+
+Times are naive UTC datetimes in the database and RFC 3339 `Z` strings on the wire.
+JSON columns are text (portable across SQLite and PostgreSQL). Tokens are never
+stored: only their SHA-256 hashes and a short display prefix.
+
+The tables are created by the versioned migrations in `server/migrations/`, not by
+`create_tables`; `tests/server/test_migrations.py` checks that these models and the
+migrated schema agree, column by column.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import peewee
+
+database_proxy = peewee.DatabaseProxy()
+
+
+def utcnow() -> datetime:
+    """Now, as the naive UTC datetime every table stores."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class JSONField(peewee.TextField):
+    """JSON stored as text, so SQLite and PostgreSQL behave the same."""
+
+    def db_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+    def python_value(self, value: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class Group(BaseModel):
+    name = peewee.CharField(max_length=128, unique=True)
+    description = peewee.TextField(default="")
+    priority = peewee.IntegerField(default=0)
+    poll_interval_seconds = peewee.IntegerField(null=True)
+    heartbeat_interval_seconds = peewee.IntegerField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class Target(BaseModel):
+    hostname = peewee.CharField(max_length=253, unique=True)
+    labels = JSONField(default=dict)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class TargetGroup(BaseModel):
+    target = peewee.ForeignKeyField(Target, on_delete="CASCADE", backref="memberships")
+    group = peewee.ForeignKeyField(Group, on_delete="CASCADE", backref="memberships")
+
+    class Meta:
+        indexes = ((("target", "group"), True),)
+
+
+class PublisherKey(BaseModel):
+    name = peewee.CharField(max_length=128, unique=True)
+    key_id = peewee.CharField(max_length=64, unique=True)
+    public_key = peewee.TextField()
+    revoked = peewee.BooleanField(default=False)
+    revoked_at = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class Script(BaseModel):
+    name = peewee.CharField(max_length=128, index=True)
+    version = peewee.CharField(max_length=64)
+    # Numeric version parts, so "latest" and "higher than" are plain SQL orderings.
+    version_major = peewee.IntegerField()
+    version_minor = peewee.IntegerField()
+    version_patch = peewee.IntegerField()
+    sha256 = peewee.CharField(max_length=64, index=True)
+    content = peewee.BlobField()
+    envelope = JSONField()
+    key = peewee.ForeignKeyField(PublisherKey, on_delete="RESTRICT", backref="scripts")
+    interpreter = peewee.CharField(max_length=255)
+    timeout_seconds = peewee.IntegerField()
+    params_schema = JSONField(default=dict)
+    expires_at = peewee.DateTimeField(null=True)
+    run_as = JSONField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("name", "version"), True),)
+
+
+class Policy(BaseModel):
+    name = peewee.CharField(max_length=128, unique=True)
+    script_name = peewee.CharField(max_length=128, index=True)
+    version = peewee.CharField(max_length=64, default="latest")
+    scope = peewee.CharField(max_length=16)  # global | group | target
+    group = peewee.ForeignKeyField(Group, null=True, on_delete="CASCADE", backref="policies")
+    target = peewee.ForeignKeyField(Target, null=True, on_delete="CASCADE", backref="policies")
+    params = JSONField(default=dict)
+    schedule_mode = peewee.CharField(max_length=16, default="interval")  # interval | once
+    interval_seconds = peewee.IntegerField(null=True)
+    timeout_seconds = peewee.IntegerField(null=True)
+    run_as = peewee.CharField(max_length=64, null=True)
+    priority = peewee.IntegerField(default=0)
+    enabled = peewee.BooleanField(default=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class ApiToken(BaseModel):
+    name = peewee.CharField(max_length=128)
+    role = peewee.CharField(max_length=16)  # viewer | operator | admin
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    prefix = peewee.CharField(max_length=16)
+    revoked = peewee.BooleanField(default=False)
+    created_at = peewee.DateTimeField(default=utcnow)
+    last_used_at = peewee.DateTimeField(null=True)
+
+
+class BootstrapToken(BaseModel):
+    name = peewee.CharField(max_length=128, default="")
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    prefix = peewee.CharField(max_length=16)
+    max_uses = peewee.IntegerField(default=1)
+    uses = peewee.IntegerField(default=0)
+    expires_at = peewee.DateTimeField(null=True)
+    group = peewee.ForeignKeyField(Group, null=True, on_delete="SET NULL")
+    # May this token re-bind a hostname that already has an agent? (re-imaged nodes)
+    allow_rebind = peewee.BooleanField(default=False)
+    revoked = peewee.BooleanField(default=False)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class AgentToken(BaseModel):
+    target = peewee.ForeignKeyField(Target, on_delete="CASCADE", backref="agent_tokens")
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    prefix = peewee.CharField(max_length=16)
+    created_at = peewee.DateTimeField(default=utcnow)
+    revoked_at = peewee.DateTimeField(null=True)
+
+
+class AgentStatus(BaseModel):
+    target = peewee.ForeignKeyField(
+        Target, primary_key=True, on_delete="CASCADE", backref="agent_status"
+    )
+    agent_version = peewee.CharField(max_length=64, default="")
+    last_heartbeat = peewee.DateTimeField(null=True, index=True)
+    last_poll = peewee.DateTimeField(null=True)
+    uptime_seconds = peewee.BigIntegerField(default=0)
+    scripts_total = peewee.BigIntegerField(default=0)
+    scripts_success = peewee.BigIntegerField(default=0)
+    scripts_failed = peewee.BigIntegerField(default=0)
+    heartbeat_interval_seconds = peewee.IntegerField(default=30)
+    system_info = JSONField(default=dict)
+
+
+class ForceRun(BaseModel):
+    policy = peewee.ForeignKeyField(Policy, on_delete="CASCADE", backref="force_runs")
+    target = peewee.ForeignKeyField(Target, null=True, on_delete="CASCADE")
+    group = peewee.ForeignKeyField(Group, null=True, on_delete="CASCADE")
+    token = peewee.CharField(max_length=64, unique=True)
+    requested_by = peewee.CharField(max_length=128, default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class ForceRunTarget(BaseModel):
+    """One target's share of a force-run request: pending until its execution arrives."""
+
+    force_run = peewee.ForeignKeyField(ForceRun, on_delete="CASCADE", backref="targets")
+    target = peewee.ForeignKeyField(Target, on_delete="CASCADE")
+    execution_id = peewee.CharField(max_length=36, null=True)
+    status = peewee.CharField(max_length=16, default="pending")  # pending | done | failed
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("force_run", "target"), True), (("target", "status"), False))
+
+
+class ScriptExecution(BaseModel):
+    # The UUID the agent made before running: the identity everywhere (idempotency).
+    id = peewee.CharField(max_length=36, primary_key=True)
+    target = peewee.ForeignKeyField(Target, on_delete="CASCADE")
+    script_policy = peewee.ForeignKeyField(Policy, null=True, on_delete="SET NULL")
+    script_name = peewee.CharField(max_length=128)
+    script_version = peewee.CharField(max_length=64)
+    script_hash = peewee.CharField(max_length=64)
+    started_at = peewee.DateTimeField()
+    finished_at = peewee.DateTimeField(null=True)
+    duration_ms = peewee.BigIntegerField(null=True)
+    exit_code = peewee.IntegerField(null=True)
+    success = peewee.BooleanField()
+    stdout = peewee.TextField(default="")
+    stderr = peewee.TextField(default="")
+    error_message = peewee.TextField(null=True)
+    trigger = peewee.CharField(max_length=16, default="schedule")
+    force_token = peewee.CharField(max_length=64, null=True)
+    received_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "script_executions"
+        # Keyset paging walks (started_at DESC, id DESC), globally and per target.
+        indexes = (
+            (("started_at", "id"), False),
+            (("target", "started_at", "id"), False),
+            (("script_policy", "started_at"), False),
+            (("script_name", "started_at"), False),
+        )
+
+
+class SecurityEvent(BaseModel):
+    """A refusal an agent reported: the script it would not run and why."""
+
+    id = peewee.CharField(max_length=36, primary_key=True)
+    target = peewee.ForeignKeyField(Target, on_delete="CASCADE")
+    policy = peewee.ForeignKeyField(Policy, null=True, on_delete="SET NULL")
+    script_name = peewee.CharField(max_length=128, default="")
+    script_version = peewee.CharField(max_length=64, default="")
+    script_hash = peewee.CharField(max_length=64, default="")
+    reason = peewee.CharField(max_length=64)
+    message = peewee.TextField(default="")
+    occurred_at = peewee.DateTimeField(index=True)
+    received_at = peewee.DateTimeField(default=utcnow)
+
+
+class Job(BaseModel):
+    """A long operation (group force-run, pruning, import) with readable progress."""
+
+    kind = peewee.CharField(max_length=32)
+    status = peewee.CharField(max_length=16, default="queued")  # queued|running|done|failed
+    progress_done = peewee.IntegerField(default=0)
+    progress_total = peewee.IntegerField(default=0)
+    detail = JSONField(default=dict)
+    error = peewee.TextField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    started_at = peewee.DateTimeField(null=True)
+    finished_at = peewee.DateTimeField(null=True)
+
+
+class ConfigRevision(BaseModel):
+    """One row whose counter moves on every change that can alter assignments.
+
+    Server processes compare it (cheaply, about once a second) with the revision
+    their caches were built from; that is how a change made through one process
+    reaches agents polling another.
+    """
+
+    id = peewee.IntegerField(primary_key=True)
+    value = peewee.BigIntegerField(default=0)
+    changed_at = peewee.DateTimeField(default=utcnow)
+
+
+ALL_MODELS: tuple[type[BaseModel], ...] = (
+    Group,
+    Target,
+    TargetGroup,
+    PublisherKey,
+    Script,
+    Policy,
+    ApiToken,
+    BootstrapToken,
+    AgentToken,
+    AgentStatus,
+    ForceRun,
+    ForceRunTarget,
+    ScriptExecution,
+    SecurityEvent,
+    Job,
+    ConfigRevision,
+)

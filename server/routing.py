@@ -1,0 +1,241 @@
+"""Routes as data: one `Route` per endpoint, from which both the aiohttp router and
+the OpenAPI document are built, so the two cannot drift apart.
+
+A route names who may call it (`Access`), the JSON Schemas of its body, query and
+path parameters, and its success responses. `bind()` wraps the handler so that by
+the time it runs the caller is authenticated and authorised and every input is
+validated: handlers receive a `Call` with plain, checked data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import jsonschema
+from aiohttp import web
+
+from server.appkeys import AUTHENTICATOR
+from server.errors import Forbidden, PayloadTooLarge, Unauthorized, ValidationFailed
+from server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal, Principal
+from server.tokens import Role
+
+
+class AccessKind(Enum):
+    PUBLIC = "public"  # no token
+    ADMIN = "admin"  # admin API token with at least `role`
+    AGENT = "agent"  # an agent token (acts only for its own target)
+    BOOTSTRAP = "bootstrap"  # a bootstrap token (registration only)
+    LEGACY = "legacy"  # the old cron runner: agent/admin token, or none if compat is on
+
+
+@dataclass(frozen=True)
+class Access:
+    kind: AccessKind
+    role: Role | None = None
+
+
+PUBLIC = Access(AccessKind.PUBLIC)
+AGENT = Access(AccessKind.AGENT)
+BOOTSTRAP = Access(AccessKind.BOOTSTRAP)
+LEGACY = Access(AccessKind.LEGACY)
+VIEWER = Access(AccessKind.ADMIN, Role.VIEWER)
+OPERATOR = Access(AccessKind.ADMIN, Role.OPERATOR)
+ADMIN = Access(AccessKind.ADMIN, Role.ADMIN)
+
+
+@dataclass
+class Call:
+    """One validated request, as handlers see it."""
+
+    request: web.Request
+    principal: Principal | None
+    body: Any
+    query: dict[str, Any]
+    path: dict[str, Any]
+
+    @property
+    def app(self) -> web.Application:
+        return self.request.app
+
+    @property
+    def admin(self) -> AdminPrincipal:
+        assert isinstance(self.principal, AdminPrincipal)
+        return self.principal
+
+    @property
+    def agent(self) -> AgentPrincipal:
+        assert isinstance(self.principal, AgentPrincipal)
+        return self.principal
+
+
+CallHandler = Callable[[Call], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: CallHandler
+    summary: str
+    access: Access
+    tag: str
+    body: Mapping[str, Any] | None = None
+    query: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    path_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # status -> JSON Schema of the body, or None for "no JSON body"
+    responses: Mapping[int, Mapping[str, Any] | None] = field(default_factory=dict)
+    # non-JSON success bodies, e.g. {"200": "application/octet-stream"}
+    response_media: Mapping[int, str] = field(default_factory=dict)
+    request_headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The web UI and other non-API routes stay out of the OpenAPI document.
+    in_openapi: bool = True
+
+    @property
+    def path_names(self) -> list[str]:
+        return re.findall(r"{(\w+)}", self.path)
+
+
+def json_reply(data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+               ) -> web.Response:
+    return web.Response(
+        body=json.dumps(data, separators=(",", ":"), default=str).encode("utf-8"),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _field_path(error: jsonschema.ValidationError, root: str) -> str:
+    path = root
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    if error.validator == "required" and isinstance(error.message, str):
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        return f"{path}.{missing}" if missing else path
+    if error.validator == "additionalProperties":
+        extra = re.findall(r"'([^']+)'", error.message)
+        return f"{path}.{extra[0]}" if extra else path
+    return path
+
+
+def check_schema(instance: Any, schema: Mapping[str, Any], root: str) -> None:
+    """Raise ValidationFailed naming the first bad field (`body.schedule.mode`)."""
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is None:
+        return
+    where = _field_path(error, root)
+    message = _short_message(error)
+    raise ValidationFailed(f"{where}: {message}", details={"field": where})
+
+
+def _short_message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return "unknown field"
+    if error.validator == "required":
+        return "is required"
+    message = error.message
+    return message if len(message) <= 160 else message[:157] + "..."
+
+
+def _convert_scalar(raw: str, schema: Mapping[str, Any], where: str) -> Any:
+    kind = schema.get("type")
+    try:
+        if kind == "integer":
+            if not re.fullmatch(r"-?\d{1,18}", raw):
+                raise ValueError
+            return int(raw)
+        if kind == "boolean":
+            if raw not in ("true", "false"):
+                raise ValueError
+            return raw == "true"
+    except ValueError:
+        raise ValidationFailed(f"{where}: expected {kind}, got {raw!r}",
+                               details={"field": where}) from None
+    return raw
+
+
+def _parse_params(raw: Mapping[str, str], spec: Mapping[str, Mapping[str, Any]],
+                  root: str, *, reject_unknown: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, text in raw.items():
+        if name not in spec:
+            if reject_unknown:
+                raise ValidationFailed(f"{root}.{name}: unknown parameter",
+                                       details={"field": f"{root}.{name}"})
+            continue
+        values[name] = _convert_scalar(text, spec[name], f"{root}.{name}")
+    for name, schema in spec.items():
+        if name in values:
+            check_schema(values[name], schema, f"{root}.{name}")
+    return values
+
+
+async def _read_json(request: web.Request, route: Route) -> Any:
+    if route.body is None:
+        return None
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge("request body is too large",
+                              details={"max_bytes": request.app._client_max_size}) from None
+    if not raw:
+        raise ValidationFailed("body: a JSON body is required", details={"field": "body"})
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationFailed(f"body: malformed JSON ({exc})",
+                               details={"field": "body"}) from None
+    check_schema(body, route.body, "body")
+    return body
+
+
+async def _authorize(request: web.Request, access: Access) -> Principal | None:
+    if access.kind is AccessKind.PUBLIC:
+        return None
+    principal = await request.app[AUTHENTICATOR].authenticate(request)
+    if access.kind is AccessKind.LEGACY:
+        if isinstance(principal, AdminPrincipal | AgentPrincipal):
+            return principal
+        if principal is None and request.app[AUTHENTICATOR].legacy_open:
+            return None
+        raise Unauthorized("an agent or admin token is required")
+    if principal is None:
+        raise Unauthorized("a bearer token is required")
+    if access.kind is AccessKind.ADMIN:
+        if not isinstance(principal, AdminPrincipal):
+            raise Forbidden("this route needs an admin API token")
+        assert access.role is not None
+        if not principal.role.allows(access.role):
+            raise Forbidden(f"this route needs the {access.role.value} role or higher",
+                            details={"required_role": access.role.value})
+    elif access.kind is AccessKind.AGENT and not isinstance(principal, AgentPrincipal):
+        raise Forbidden("this route needs an agent token")
+    elif access.kind is AccessKind.BOOTSTRAP and not isinstance(principal, BootstrapPrincipal):
+        raise Forbidden("this route needs a bootstrap token")
+    return principal
+
+
+def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The aiohttp handler for `route`: authorise, validate, then call the handler."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        principal = await _authorize(request, route.access)
+        path = _parse_params(request.match_info, route.path_params, "path",
+                             reject_unknown=False)
+        query = _parse_params(request.query, route.query, "query", reject_unknown=True)
+        body = await _read_json(request, route)
+        return await route.handler(Call(request, principal, body, query, path))
+
+    handler.__name__ = route.handler.__name__
+    return handler
+
+
+def add_routes(app: web.Application, routes: list[Route]) -> None:
+    for route in routes:
+        app.router.add_route(route.method, route.path, bind(route))

@@ -1,0 +1,71 @@
+"""JSON Schema fragments shared by routes (and so by the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+ERROR: Schema = {
+    "type": "object",
+    "required": ["error", "code", "details"],
+    "properties": {
+        "error": {"type": "string"},
+        "code": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
+        "details": {"type": "object"},
+    },
+}
+
+ID_PATH: dict[str, Schema] = {"id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}}
+
+NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 128,
+                "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*$"}
+HOSTNAME: Schema = {"type": "string", "minLength": 1, "maxLength": 253,
+                    "pattern": r"^[A-Za-z0-9][A-Za-z0-9.-]*$"}
+TIMESTAMP: Schema = {"type": "string", "format": "date-time"}
+NULLABLE_TIMESTAMP: Schema = {"type": ["string", "null"], "format": "date-time"}
+_PART = r"(0|[1-9]\d{0,8})"
+VERSION: Schema = {"type": "string", "pattern": rf"^{_PART}\.{_PART}\.{_PART}$"}
+SHA256: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+SECONDS: Schema = {"type": "integer", "minimum": 1, "maximum": 31_536_000}
+
+
+def limit_query(default: int = 50, maximum: int = 500) -> Schema:
+    return {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
+
+
+OFFSET_QUERY: Schema = {"type": "integer", "minimum": 0, "maximum": 10_000_000}
+
+PAGINATION: Schema = {
+    "type": "object",
+    "required": ["limit"],
+    "properties": {
+        "limit": {"type": "integer"},
+        "offset": {"type": "integer"},
+        "total": {"type": "integer"},
+        "next_cursor": {"type": ["string", "null"]},
+    },
+}
+
+
+def list_of(item: Schema) -> Schema:
+    return {
+        "type": "object",
+        "required": ["data", "pagination"],
+        "properties": {"data": {"type": "array", "items": item}, "pagination": PAGINATION},
+    }
+
+
+def obj(required: list[str], properties: dict[str, Schema], *, closed: bool = True) -> Schema:
+    """An object schema; request bodies are closed (unknown fields are an error)."""
+    schema: Schema = {"type": "object", "required": required, "properties": properties}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def nullable(schema: Schema) -> Schema:
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {**schema, "type": [kind, "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}

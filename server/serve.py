@@ -1,0 +1,39 @@
+"""Running the server: TLS, signals, access log."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+from aiohttp import web
+
+from server.app import create_app
+from server.config import ServerConfig
+
+log = logging.getLogger(__name__)
+
+
+def ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+    if not config.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
+
+
+def serve(config: ServerConfig) -> int:
+    app = create_app(config)
+    scheme = "https" if config.tls_cert else "http"
+    log.info("aami-server listening on %s://%s:%d (database %s)", scheme, config.listen_host,
+             config.listen_port, config.database_url.split("@")[-1])
+    web.run_app(
+        app,
+        host=config.listen_host,
+        port=config.listen_port,
+        ssl_context=ssl_context(config),
+        print=None,
+        access_log=None,
+        shutdown_timeout=10,
+    )
+    return 0

@@ -1,0 +1,77 @@
+"""Admin API tokens and bootstrap tokens: creation, listing, revocation.
+
+The secret is returned once, at creation; only its hash is stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from server.errors import NotFound
+from server.models import ApiToken, BootstrapToken, Group, database_proxy
+from server.services import groups
+from server.timefmt import iso
+from server.tokens import Role, TokenKind, new_token
+
+
+def api_token_to_wire(row: ApiToken) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "role": row.role, "prefix": row.prefix,
+            "revoked": row.revoked, "created_at": iso(row.created_at),
+            "last_used_at": iso(row.last_used_at)}
+
+
+def create_api_token(name: str, role: Role) -> tuple[str, dict[str, Any]]:
+    token = new_token(TokenKind.ADMIN)
+    row = ApiToken.create(name=name, role=role.value, token_hash=token.token_hash,
+                          prefix=token.prefix)
+    return token.secret, api_token_to_wire(row)
+
+
+def list_api_tokens(*, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    query = ApiToken.select().order_by(ApiToken.id)
+    return [api_token_to_wire(r) for r in query.limit(limit).offset(offset)], query.count()
+
+
+def revoke_api_token(token_id: int) -> dict[str, Any]:
+    row = ApiToken.get_or_none(ApiToken.id == token_id)
+    if row is None:
+        raise NotFound(f"token {token_id} does not exist", details={"id": token_id})
+    row.revoked = True
+    row.save()
+    return api_token_to_wire(row)
+
+
+def bootstrap_to_wire(row: BootstrapToken) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "prefix": row.prefix, "max_uses": row.max_uses,
+            "uses": row.uses, "expires_at": iso(row.expires_at),
+            "group": row.group.name if row.group_id else None,
+            "allow_rebind": row.allow_rebind, "revoked": row.revoked,
+            "created_at": iso(row.created_at)}
+
+
+def create_bootstrap_token(*, name: str = "", max_uses: int = 1,
+                           expires_at: datetime | None = None, group: str | None = None,
+                           allow_rebind: bool = False) -> tuple[str, dict[str, Any]]:
+    token = new_token(TokenKind.BOOTSTRAP)
+    with database_proxy.atomic():
+        group_row: Group | None = groups.by_name(group) if group else None
+        row = BootstrapToken.create(
+            name=name, token_hash=token.token_hash, prefix=token.prefix, max_uses=max_uses,
+            expires_at=expires_at, group=group_row, allow_rebind=allow_rebind,
+        )
+    return token.secret, bootstrap_to_wire(row)
+
+
+def list_bootstrap_tokens(*, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    query = BootstrapToken.select().order_by(BootstrapToken.id)
+    return [bootstrap_to_wire(r) for r in query.limit(limit).offset(offset)], query.count()
+
+
+def revoke_bootstrap_token(token_id: int) -> dict[str, Any]:
+    row = BootstrapToken.get_or_none(BootstrapToken.id == token_id)
+    if row is None:
+        raise NotFound(f"bootstrap token {token_id} does not exist", details={"id": token_id})
+    row.revoked = True
+    row.save()
+    return bootstrap_to_wire(row)
