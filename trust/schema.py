@@ -84,15 +84,16 @@ def _check(schema: object, path: str, depth: int) -> None:
     if not isinstance(schema, Mapping):
         raise MalformedStatement(f"{path}: a schema must be an object, got {_kind(schema)}")
     types = _declared_types(schema, path)
+    if not types and "enum" not in schema:
+        raise MalformedStatement(f"{path}: needs a type or an enum")
     allowed = set(_ANY_TYPE).union(*(_BY_TYPE[t] for t in types or ()))
     for keyword in schema:
         if keyword not in allowed:
             # Nothing silently ignored: an unknown or inapplicable keyword is an error.
             known = keyword in _ANY_TYPE or any(keyword in kws for kws in _BY_TYPE.values())
-            why = f"does not apply to type {'/'.join(types)}" if known else "is not supported"
+            declared = "/".join(types) or "(none declared)"
+            why = f"does not apply to type {declared}" if known else "is not supported"
             raise MalformedStatement(f"{path}.{keyword}: keyword {why}")
-    if not types and "enum" not in schema:
-        raise MalformedStatement(f"{path}: needs a type or an enum")
     _check_annotations(schema, path)
     _check_numbers(schema, path)
     _check_string(schema, path)

@@ -27,6 +27,10 @@ trusted publisher signed run, in the way the publisher allowed. Order of checks:
         organisation may countersign), and duplicate keyids are malformed;
       - at least one signature must verify with a trusted, unrevoked key, else
         UnknownKey (or Unsigned when there is no signature at all).
+    The keyid only selects which key to try (DSSE: never a security decision on its
+    own): acceptance always needs a signature that verifies. Refusals on a keyid alone
+    are fail-closed, and anyone able to add a signature could equally corrupt the
+    envelope. This is stricter than DSSE's (t, n) rule, which skips failing signatures.
     The payload is parsed only after this step: no JSON parser sees unauthenticated
     bytes.
  5. Statement well-formed (MalformedStatement), and naming the expected script
