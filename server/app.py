@@ -1,9 +1,9 @@
 """The application factory: `create_app(config)` builds the whole server, and tests
 build it the same way.
 
-Route tables come from three places, each owning its own package:
-`server.api.admin` (admin REST API), `server.api.agent` (Agent API) and
-`server.web` (web UI). Each may also contribute cleanup contexts for its
+Route tables come from four places, each owning its own package:
+`server.api.admin` (admin REST API), `server.api.operations` (force-runs and
+background jobs), `server.api.agent` (Agent API) and `server.web` (web UI). Each may also contribute cleanup contexts for its
 background work; they start after the database is open and stop before it closes.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server import __version__
-from server.api import admin, agent, system
+from server.api import admin, agent, operations, system
 from server.appkeys import AUTHENTICATOR, CONFIG, DATABASE, HTTP_METRICS, OPENAPI
 from server.auth import Authenticator
 from server.config import ServerConfig
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 def all_routes() -> list[Route]:
     from server import web as web_ui
 
-    return [*system.ROUTES, *admin.ROUTES, *agent.ROUTES, *web_ui.ROUTES]
+    return [*system.ROUTES, *admin.ROUTES, *operations.ROUTES, *agent.ROUTES, *web_ui.ROUTES]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -61,7 +61,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[OPENAPI] = build_document([r for r in routes if r.in_openapi], version=__version__)
     add_routes(app, routes)
     app.cleanup_ctx.append(database_ctx)
-    for package in (admin, agent, web_ui):
+    for package in (admin, operations, agent, web_ui):
         app.cleanup_ctx.extend(getattr(package, "CLEANUP_CONTEXTS", []))
     if config.legacy_checks:
         log.warning(
