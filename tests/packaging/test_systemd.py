@@ -24,7 +24,10 @@ UNITS = REPO / "systemd"
 HOST_UNIT_DIR = Path("/usr/lib/systemd/system")
 # Exposure thresholds (systemd's 0-10 scale): DESIGN/issue 7 targets.
 MAX_EXPOSURE = {"aami-server.service": 2.0, "aami-agent.service": 4.0}
-PROGRAMS = {"aami-server.service": "/usr/bin/aami-server", "aami-agent.service": "/usr/bin/aami-agent"}
+PROGRAMS = {
+    "aami-server.service": "/usr/bin/aami-server",
+    "aami-agent.service": "/usr/bin/aami-agent",
+}
 
 
 def parse_unit(text: str) -> list[tuple[str, str, str]]:
