@@ -1,0 +1,341 @@
+"""The agent process: wires the flow and runs its four loops.
+
+    poll loop       poller (assignments, verify, cache)  → wakes the scheduler
+    schedule loop   scheduler.decide → runner (re-verify, mark, execute, spool) → wakes reporter
+    report loop     reporter (spooled results and security events, exactly once)
+    heartbeat loop  heartbeat + system info; the answer sets the intervals
+
+plus the `/metrics` listener and the control socket (`poll --now`, `status`).
+
+Degraded mode: if the server is unreachable or has forgotten this agent without a
+bootstrap token to re-register, the schedule loop keeps running the last verified
+assignments from the state file and the spool keeps every result until the server
+is back. SIGTERM/SIGINT: stop polling and scheduling, give running scripts
+`Limits.shutdown_grace` to finish (then kill their process groups: their markers make
+them "interrupted" at the next start), try one last report, remove the socket, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+from typing import Any
+
+from agent import __version__, system_info
+from agent.cache import ScriptCache, ScriptRefused, ScriptSource, TrustedKeys, refusal_event
+from agent.client import AgentClient, AgentClientError, HttpAgentClient, InvalidToken
+from agent.config import AgentConfig
+from agent.control import SOCKET_NAME, serve_control
+from agent.executor import utc_now
+from agent.heartbeat import send_heartbeat
+from agent.logging_setup import Masker
+from agent.metrics import AgentMetrics, render, serve_metrics
+from agent.poller import Poller, PollOutcome, next_delay, parse_assignments
+from agent.registration import NotRegistered, Registrar
+from agent.reporter import Reporter
+from agent.runner import Runner
+from agent.scheduler import RunDecision, ScheduleMemory, decide, seconds_until_next
+from agent.spool import ExecutionSpool, Spool
+from agent.state import StateStore, ensure_state_dir
+from agent.status import build_status
+from agent.wire import Assignment
+
+log = logging.getLogger("aami.agent")
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        client: AgentClient | None = None,
+        masker: Masker | None = None,
+    ) -> None:
+        self.config = config
+        limits = config.limits
+        self.dir = ensure_state_dir(config.state_dir)
+        self.store = StateStore(self.dir)
+        self.state = self.store.load()
+        self.masker = masker or Masker(config.logging.mask_patterns)
+        self.masker.add_secret(config.bootstrap_token)
+        self.masker.add_secret(self.state.agent_token)
+        self.metrics = AgentMetrics()
+        self.client: AgentClient = client or HttpAgentClient(
+            config.server.url, ca_file=config.server.ca_file, timeout=config.server.timeout,
+            max_response_bytes=limits.max_response_bytes,
+        )
+        self.keys = TrustedKeys(config.trust.keys_dir)
+        self.source = ScriptSource(ScriptCache(self.dir / "scripts"), self.keys,
+                                   self.client.get_script, max_bytes=limits.max_script_bytes)
+        self.executions = ExecutionSpool(self.dir / "spool" / "executions",
+                                         max_records=limits.spool_max_records)
+        self.events = Spool(self.dir / "spool" / "events", max_records=limits.spool_max_records)
+        self.reporter = Reporter(self.client, self.executions, self.events,
+                                 batch_size=limits.report_batch_size)
+        self.registrar = Registrar(
+            self.client, self.store, self.state, hostname=config.agent.hostname,
+            bootstrap_token=config.bootstrap_token, system_info=self._system_info,
+            on_token=self.masker.add_secret,
+        )
+        self.poller = Poller(self.client, self.registrar, self.source, self.state, self.store,
+                             self.metrics, default_run_as=config.executor.run_as,
+                             on_refusal=self.refused)
+        self.runner = Runner(config, self.state, self.store, self.source, self.executions,
+                             self.metrics, self.masker, on_refusal=self.refused,
+                             on_result=self._result_ready)
+        self.started = time.monotonic()
+        self._sysinfo: dict[str, Any] = {}
+        self._sysinfo_at = -1e9
+        self._reported_refusals: set[tuple[Any, ...]] = set()
+        self._stop = asyncio.Event()
+        self._wake_scheduler = asyncio.Event()
+        self._wake_reporter = asyncio.Event()
+        self._poll_now = asyncio.Event()
+        self._poll_waiters: list[asyncio.Future[PollOutcome]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- shared helpers -------------------------------------------------------------------
+
+    def _system_info(self) -> dict[str, Any]:
+        return self._sysinfo
+
+    async def _refresh_system_info(self) -> None:
+        if time.monotonic() - self._sysinfo_at > self.config.limits.system_info_ttl:
+            self._sysinfo = await system_info.collect()
+            self._sysinfo_at = time.monotonic()
+
+    def refused(self, exc: ScriptRefused, assignment: Assignment | None) -> None:
+        """Every refusal: a log line, a metric, and (once per cause) a security event."""
+        name = assignment.script.name if assignment else "?"
+        log.warning("REFUSED %s (policy %s): %s: %s", name,
+                    assignment.policy_id if assignment else None, exc.reason, exc.message)
+        self.metrics.count_refusal(exc.reason)
+        key = (assignment.policy_id if assignment else None,
+               assignment.script.sha256 if assignment else None, exc.reason)
+        if key not in self._reported_refusals:
+            self._reported_refusals.add(key)
+            self.events.put(refusal_event(exc, assignment, utc_now()))
+            self._wake_reporter.set()
+
+    def _result_ready(self) -> None:
+        self._wake_reporter.set()
+
+    def assignments(self) -> list[Assignment]:
+        return parse_assignments(self.state.assignments)
+
+    def memory(self) -> ScheduleMemory:
+        return ScheduleMemory(self.state.last_runs, self.state.once_done,
+                              set(self.state.force_done), set(self.runner.running))
+
+    def poll_interval(self) -> float:
+        return self.state.poll_interval or self.config.agent.poll_interval
+
+    def status(self, daemon: str = "running") -> dict[str, Any]:
+        self.metrics.spool_pending = self.executions.count() + self.events.count()
+        return build_status(
+            self.state, daemon=daemon, server=self.config.server.url,
+            hostname=self.config.agent.hostname,
+            spool_pending={"executions": self.executions.count(), "events": self.events.count()},
+            spool_dropped=self.executions.dropped + self.events.dropped,
+            running=set(self.runner.running), refused=self.metrics.refused,
+        )
+
+    def metrics_page(self) -> str:
+        self.metrics.spool_pending = self.executions.count() + self.events.count()
+        self.metrics.spool_dropped = self.executions.dropped + self.events.dropped
+        return render(self.metrics, __version__)
+
+    def due(self) -> list[RunDecision]:
+        return decide(self.assignments(), self.memory(), now=time.time(),
+                      hostname=self.config.agent.hostname,
+                      jitter_cap=self.config.limits.interval_jitter_cap)
+
+    async def report(self) -> bool:
+        """Flush the spool; True when everything went out."""
+        try:
+            await self.registrar.ensure()
+            stats = await self.reporter.flush()
+        except InvalidToken:
+            self.registrar.forgotten()
+            return False
+        except (AgentClientError, NotRegistered) as exc:
+            log.info("results stay spooled: %s", exc)
+            return False
+        if stats.accepted or stats.duplicates:
+            log.info("reported %d records (%d already known to the server)",
+                     stats.accepted + stats.duplicates, stats.duplicates)
+        return True
+
+    async def heartbeat(self) -> bool:
+        await self._refresh_system_info()
+        try:
+            await self.registrar.ensure()
+            intervals = await send_heartbeat(
+                self.client, self.state, started_monotonic=self.started, system_info=self._sysinfo
+            )
+        except InvalidToken:
+            self.registrar.forgotten()
+            return False
+        except (AgentClientError, NotRegistered) as exc:
+            log.debug("heartbeat failed: %s", exc)
+            return False
+        changed = (self.state.poll_interval, self.state.heartbeat_interval) != (
+            float(intervals.poll_interval_seconds), float(intervals.heartbeat_interval_seconds))
+        if changed:
+            self.state.poll_interval = float(intervals.poll_interval_seconds)
+            self.state.heartbeat_interval = float(intervals.heartbeat_interval_seconds)
+            self.store.save(self.state)
+        return True
+
+    def recover(self) -> None:
+        n = self.executions.recover_interrupted(utc_now())
+        if n:
+            log.warning("%d interrupted run(s) from before the restart will be reported", n)
+
+    # -- one cycle (--once) -----------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Register, poll, run what is due, report. 0 when all of it went well."""
+        self.recover()
+        await self._refresh_system_info()
+        outcome = await self.poller.poll()
+        if not outcome.ok:
+            log.error("poll failed: %s", outcome.message)
+        decisions = self.due()
+        records = await asyncio.gather(*(self.runner.run(d) for d in decisions))
+        reported = await self.report()
+        await self.heartbeat()
+        self.store.save(self.state)
+        all_ran = all(r is not None and r["success"] for r in records)
+        refused = sum(self.metrics.refused.values())
+        ok = outcome.ok and reported and all_ran and not refused
+        log.info("cycle done: %d run(s), %d refused, report %s", len(records), refused,
+                 "ok" if reported else "pending")
+        return 0 if ok else 1
+
+    # -- the daemon ---------------------------------------------------------------------------
+
+    async def run_forever(self) -> int:
+        self.recover()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        servers = [await serve_control(self.dir / SOCKET_NAME, self._control)]
+        if self.config.metrics.listen:
+            try:
+                servers.append(await serve_metrics(self.config.metrics.listen, self.metrics_page))
+            except OSError as exc:
+                log.error("cannot listen for /metrics on %s: %s", self.config.metrics.listen, exc)
+        loops = [asyncio.create_task(c) for c in (
+            self._poll_loop(), self._schedule_loop(), self._report_loop(), self._heartbeat_loop())]
+        log.info("aami-agent %s started (hostname %s, server %s)", __version__,
+                 self.config.agent.hostname, self.config.server.url)
+        await self._stop.wait()
+        log.info("stopping")
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        await self._finish_runs()
+        for server in servers:
+            server.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.report(), 5)
+        self.store.save(self.state)
+        (self.dir / SOCKET_NAME).unlink(missing_ok=True)
+        log.info("stopped")
+        return 0
+
+    async def _finish_runs(self) -> None:
+        if not self._tasks:
+            return
+        log.info("waiting up to %gs for %d running script(s)", self.config.limits.shutdown_grace,
+                 len(self._tasks))
+        _, pending = await asyncio.wait(self._tasks, timeout=self.config.limits.shutdown_grace)
+        for task in pending:
+            task.cancel()  # the executor kills the process group; the marker remains
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _sleep(self, seconds: float, *events: asyncio.Event) -> None:
+        waits = [asyncio.create_task(e.wait()) for e in events]
+        try:
+            await asyncio.wait(waits, timeout=max(0.0, seconds))
+        finally:
+            for w in waits:
+                w.cancel()
+        for e in events:
+            e.clear()
+
+    async def _poll_loop(self) -> None:
+        failures = 0
+        while True:
+            await self._refresh_system_info()
+            outcome = await self.poller.poll()
+            failures = 0 if outcome.ok else failures + 1
+            if not outcome.ok:
+                log.warning("poll failed (%d in a row): %s", failures, outcome.message)
+            for waiter in self._poll_waiters:
+                if not waiter.done():
+                    waiter.set_result(outcome)
+            self._poll_waiters.clear()
+            self._wake_scheduler.set()
+            self._wake_reporter.set()
+            limits = self.config.limits
+            delay = next_delay(self.poll_interval(), failures, cap=limits.backoff_cap,
+                               jitter=limits.poll_jitter, rand=random.random())  # noqa: S311
+            await self._sleep(delay, self._poll_now)
+
+    async def _schedule_loop(self) -> None:
+        while True:
+            for decision in self.due():
+                task = asyncio.create_task(self.runner.run(decision))
+                self._tasks.add(task)
+                task.add_done_callback(self._run_done)
+            until = seconds_until_next(self.assignments(), self.memory(), now=time.time(),
+                                       hostname=self.config.agent.hostname,
+                                       jitter_cap=self.config.limits.interval_jitter_cap)
+            wait = 60.0 if until is None else min(60.0, until)
+            await self._sleep(max(self.config.limits.tick, wait), self._wake_scheduler)
+
+    def _run_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a run failed inside the agent", exc_info=task.exception())
+        self._wake_scheduler.set()
+
+    async def _report_loop(self) -> None:
+        failures = 0
+        while True:
+            pending = self.executions.count() + self.events.count()
+            if pending:
+                failures = 0 if await self.report() else failures + 1
+            self.metrics.spool_pending = self.executions.count() + self.events.count()
+            delay = next_delay(self.poll_interval(), failures, cap=self.config.limits.backoff_cap,
+                               jitter=self.config.limits.poll_jitter, rand=random.random())  # noqa: S311
+            # A new result or a successful poll wakes the reporter early, so results
+            # flow as soon as the server is back, without waiting out the back-off.
+            await self._sleep(delay if failures else 60.0, self._wake_reporter)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self.heartbeat()
+            interval = self.state.heartbeat_interval or self.config.agent.heartbeat_interval
+            await self._sleep(interval)
+
+    async def _control(self, command: str) -> dict[str, Any]:
+        if command == "status":
+            return {"ok": True, "status": self.status()}
+        if command == "poll":
+            waiter: asyncio.Future[PollOutcome] = asyncio.get_running_loop().create_future()
+            self._poll_waiters.append(waiter)
+            self._poll_now.set()
+            try:
+                outcome = await asyncio.wait_for(waiter, self.config.server.timeout * 3)
+            except TimeoutError:
+                return {"ok": False, "message": "the poll did not finish in time"}
+            return {"ok": outcome.ok, "message": outcome.message}
+        return {"ok": False, "message": f"unknown command {command!r}"}
+

@@ -1,0 +1,40 @@
+"""Heartbeats: the server's view of this node (version, uptime, counters, system info).
+
+The answer carries the current poll and heartbeat intervals, so an operator can slow
+down or speed up a fleet from the server without touching nodes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from agent import __version__
+from agent.client import AgentClient
+from agent.state import AgentState
+from agent.wire import Intervals
+
+
+def heartbeat_body(
+    state: AgentState, *, started_monotonic: float, system_info: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "agent_version": __version__,
+        "uptime_seconds": int(time.monotonic() - started_monotonic),
+        "scripts_total": state.scripts_total,
+        "scripts_success": state.scripts_success,
+        "scripts_failed": state.scripts_failed,
+        "system_info": dict(system_info),
+    }
+
+
+async def send_heartbeat(
+    client: AgentClient,
+    state: AgentState,
+    *,
+    started_monotonic: float,
+    system_info: Mapping[str, Any],
+) -> Intervals:
+    body = heartbeat_body(state, started_monotonic=started_monotonic, system_info=system_info)
+    return await client.heartbeat(body)

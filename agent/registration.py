@@ -1,0 +1,103 @@
+"""Trading the bootstrap token for an agent token, and recovering when the server forgets us.
+
+The bootstrap token is a shared, limited-use secret; the agent token that the server
+returns identifies exactly this node and is kept only in `state.json` (mode 0600).
+Once registered the bootstrap token is never sent again, so a leaked bootstrap token
+file on a node that already registered is worth nothing more than its remaining uses.
+
+A 401 `INVALID_TOKEN` on an agent-token call means the server no longer knows the
+token (database restored, target deleted, token rotated elsewhere). The agent then
+forgets its identity but keeps its rollback and schedule memory, and re-registers
+with the bootstrap token when one is configured. Without one it logs a clear error
+once and keeps running its last verified assignments (degraded mode).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from agent import __version__
+from agent.client import AgentClient, Conflict, InvalidToken
+from agent.state import AgentState, StateStore
+
+log = logging.getLogger("aami.agent.registration")
+
+
+class NotRegistered(Exception):
+    """No agent token, and registration is impossible or was refused."""
+
+
+class Registrar:
+    def __init__(
+        self,
+        client: AgentClient,
+        store: StateStore,
+        state: AgentState,
+        *,
+        hostname: str,
+        bootstrap_token: str | None,
+        system_info: Callable[[], Mapping[str, Any]],
+        on_token: Callable[[str], None] = lambda token: None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.state = state
+        self.hostname = hostname
+        self.bootstrap_token = bootstrap_token
+        self.system_info = system_info
+        self.on_token = on_token
+        self._warned = False
+
+    async def ensure(self) -> None:
+        """Make sure the client carries a valid-looking agent token, registering if needed.
+
+        Raises `NotRegistered` (with an operator-facing message) when that is impossible;
+        transport errors (`ServerUnavailable`) propagate for the caller's back-off.
+        """
+        if self.state.agent_token:
+            self.client.set_token(self.state.agent_token)
+            self.on_token(self.state.agent_token)
+            return
+        if not self.bootstrap_token:
+            raise NotRegistered(
+                "not registered and no bootstrap token configured "
+                "(use --token, AAMI_TOKEN or agent.bootstrap_token_file)"
+            )
+        try:
+            reg = await self.client.register(
+                self.bootstrap_token, self.hostname, __version__, dict(self.system_info())
+            )
+        except InvalidToken as exc:
+            raise NotRegistered(
+                f"the server refused the bootstrap token ({exc.message}); it may be expired, "
+                "used up or mistyped"
+            ) from exc
+        except Conflict as exc:
+            raise NotRegistered(
+                f"hostname {self.hostname!r} is already registered and this bootstrap token does "
+                f"not allow re-binding it ({exc.message})"
+            ) from exc
+        self.state.target_id = reg.target_id
+        self.state.agent_token = reg.agent_token
+        self.state.hostname = self.hostname
+        self.state.poll_interval = float(reg.poll_interval_seconds)
+        self.state.heartbeat_interval = float(reg.heartbeat_interval_seconds)
+        self.store.save(self.state)
+        self.client.set_token(reg.agent_token)
+        self.on_token(reg.agent_token)
+        log.info("registered as target %s (hostname %s)", reg.target_id, self.hostname)
+
+    def forgotten(self) -> None:
+        """Called on 401 INVALID_TOKEN with the agent token: start over cleanly."""
+        log.warning(
+            "the server no longer accepts this agent's token (target %s); %s",
+            self.state.target_id,
+            "re-registering with the bootstrap token" if self.bootstrap_token
+            else "no bootstrap token is configured: running the last verified assignments "
+            "until an operator re-registers this node",
+        )
+        self.state.forget_registration()
+        self.store.save(self.state)
+        self.client.set_token(None)

@@ -1,0 +1,129 @@
+"""Step 6: send spooled results and security events to the server, exactly once.
+
+Exactly-once rests on two facts: the execution id is made before the run and never
+changes (it is in the running marker, the spooled record and the report), and the
+server de-duplicates by id. So the reporter may safely re-send anything it is not
+sure arrived: a record leaves the spool only after the server acknowledged the batch
+that carried it. A crash between the acknowledgement and the delete just re-sends
+records the server then counts as duplicates.
+
+Batches are `Limits.report_batch_size` records; a 413 splits a batch in halves, and a
+single record still too large is re-sent with its output shortened. Transport errors
+stop the flush (the records stay spooled) and propagate so the caller can back off;
+a 401 INVALID_TOKEN propagates so the caller can re-register.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.client import AgentClient, InvalidToken, PayloadTooLarge, ServerRefused
+from agent.spool import Spool
+from agent.wire import Ack
+
+log = logging.getLogger("aami.agent.reporter")
+
+SHORT_OUTPUT = 4096
+
+Send = Callable[[Sequence[Mapping[str, Any]]], Awaitable[Ack]]
+
+
+@dataclass
+class ReportStats:
+    accepted: int = 0
+    duplicates: int = 0
+    dropped: int = 0
+
+
+def shorten(record: Mapping[str, Any], keep: int = SHORT_OUTPUT) -> dict[str, Any]:
+    """The same record with stdout/stderr cut to their last `keep` characters."""
+    out = dict(record)
+    for name in ("stdout", "stderr"):
+        text = str(out.get(name) or "")
+        if len(text) > keep:
+            out[name] = f"[aami-agent: cut to the last {keep} characters to fit]\n{text[-keep:]}"
+    return out
+
+
+class Reporter:
+    def __init__(
+        self, client: AgentClient, executions: Spool, events: Spool, *, batch_size: int
+    ) -> None:
+        self.client = client
+        self.executions = executions
+        self.events = events
+        self.batch_size = batch_size
+
+    async def flush(self) -> ReportStats:
+        """Send everything spooled; raises the client's error if the server is away."""
+        stats = ReportStats()
+        await self._drain(self.events, self.client.post_security_events, stats)
+        await self._drain(self.executions, self.client.post_executions, stats)
+        return stats
+
+    async def _drain(self, spool: Spool, send: Send, stats: ReportStats) -> None:
+        while batch := spool.pending(self.batch_size):
+            await self._send(spool, send, batch, stats)
+
+    async def _send(
+        self,
+        spool: Spool,
+        send: Send,
+        batch: list[tuple[Path, dict[str, Any]]],
+        stats: ReportStats,
+    ) -> None:
+        try:
+            ack = await send([record for _, record in batch])
+        except PayloadTooLarge:
+            if len(batch) > 1:
+                await self._split(spool, send, batch, stats)
+                return
+            await self._send_one_shortened(spool, send, batch[0], stats)
+            return
+        except InvalidToken:
+            raise
+        except ServerRefused as exc:
+            # A 400/422 must not block the spool forever: find the bad record by
+            # halving, set it aside for an operator, and let the rest through.
+            if len(batch) > 1:
+                await self._split(spool, send, batch, stats)
+                return
+            self._reject(spool, batch[0][0], exc, stats)
+            return
+        stats.accepted += ack.accepted
+        stats.duplicates += ack.duplicates
+        spool.remove([path for path, _ in batch])
+
+    async def _split(
+        self, spool: Spool, send: Send, batch: list[tuple[Path, dict[str, Any]]], stats: ReportStats
+    ) -> None:
+        half = len(batch) // 2
+        await self._send(spool, send, batch[:half], stats)
+        await self._send(spool, send, batch[half:], stats)
+
+    def _reject(self, spool: Spool, path: Path, exc: ServerRefused, stats: ReportStats) -> None:
+        log.error("the server rejected spooled record %s (%s); kept as %s.rejected",
+                  path.name, exc, path.name)
+        path.rename(path.with_name(path.name + ".rejected"))
+        spool.add_dropped(1)
+        stats.dropped += 1
+
+    async def _send_one_shortened(
+        self, spool: Spool, send: Send, item: tuple[Path, dict[str, Any]], stats: ReportStats
+    ) -> None:
+        path, record = item
+        try:
+            ack = await send([shorten(record)])
+        except PayloadTooLarge:
+            log.error("record %s is too large for the server even shortened; dropped", record["id"])
+            spool.remove([path])
+            spool.add_dropped(1)
+            stats.dropped += 1
+            return
+        stats.accepted += ack.accepted
+        stats.duplicates += ack.duplicates
+        spool.remove([path])
