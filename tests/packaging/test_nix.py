@@ -154,7 +154,7 @@ def test_module_units_carry_the_systemd_hardening(nix: NixRun, flake: Path, serv
     for key, values in unit.items():
         got = config[key] if isinstance(config[key], list) else [config[key]]
         if key == "ExecStart":
-            program, _, arguments = values[0].partition(" ")
+            _, _, arguments = values[0].partition(" ")
             assert got[0].startswith("/nix/store/") and got[0].endswith(
                 f"/bin/{service} {arguments}"
             )
