@@ -48,7 +48,8 @@ def test_policy_file_is_validated_before_any_request(tmp_path: Path) -> None:
         "policies:\n"
         "  - {name: a, script: s, scope: global, schedule: {mode: once}}\n"
         "  - {name: b, script: s, scope: global, schedule: {mode: once}}\n"
-        "  - {name: c, script: s, scope: group, group: g, schedule: {mode: interval, interval: often}}\n"
+        "  - {name: c, script: s, scope: group, group: g,\n"
+        "     schedule: {mode: interval, interval: often}}\n"
     )
     # The server address is unreachable: a request would fail with exit 1, not 2.
     args = ["--server", "http://127.0.0.1:9", "--token", "t"]
