@@ -42,6 +42,12 @@ def revoke_api_token(token_id: int) -> dict[str, Any]:
     return api_token_to_wire(row)
 
 
+def api_token_hash(token_id: int) -> str | None:
+    """The stored hash of a token (to drop it from this process's auth cache)."""
+    row = ApiToken.get_or_none(ApiToken.id == token_id)
+    return row.token_hash if row else None
+
+
 def bootstrap_to_wire(row: BootstrapToken) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "prefix": row.prefix, "max_uses": row.max_uses,
             "uses": row.uses, "expires_at": iso(row.expires_at),

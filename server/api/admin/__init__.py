@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from server.api.admin import groups
+from server.api.admin import executions, groups, policies, publisher_keys, scripts, targets, tokens
 from server.routing import Route
 
-ROUTES: list[Route] = [*groups.ROUTES]
+ROUTES: list[Route] = [
+    *groups.ROUTES,
+    *targets.ROUTES,
+    *publisher_keys.ROUTES,
+    *scripts.ROUTES,
+    *policies.ROUTES,
+    *tokens.ROUTES,
+    *executions.ROUTES,
+]
 CLEANUP_CONTEXTS: list = []
