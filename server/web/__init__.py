@@ -1,9 +1,16 @@
-"""The web UI (server-rendered pages)."""
+"""The web UI: server-rendered pages under /ui (aiohttp + Jinja2, no external assets).
+
+Pages share the admin API's services (`server.services.*`), run every query in the
+database thread pool, and are guarded by one middleware (session, CSRF, roles,
+security headers; see `middleware.py`). `docs/web-ui.md` describes the pages.
+"""
 
 from __future__ import annotations
 
 from server.routing import Route
+from server.web.middleware import ui_middleware
+from server.web.views import auth, dashboard, targets
 
-ROUTES: list[Route] = []
-MIDDLEWARES: list = []
+ROUTES: list[Route] = [*auth.ROUTES, *dashboard.ROUTES, *targets.ROUTES]
+MIDDLEWARES: list = [ui_middleware]
 CLEANUP_CONTEXTS: list = []

@@ -1,0 +1,122 @@
+"""Read-only aggregates only the web UI needs (the admin API has no equivalent):
+execution outcomes per time bucket for the charts, failing policies, and the
+dashboard's recent lists. Functions run in the database thread pool.
+
+Bucketing is done in SQL (one GROUP BY over the time range, using the
+`started_at` indexes) so a chart over a day of a large fleet's executions never
+pulls the rows themselves into Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from server.db import is_postgres
+from server.models import Policy, ScriptExecution, database_proxy
+from server.web.charts import Bucket
+
+
+@dataclass(frozen=True)
+class Window:
+    """A chart's time range: `count` buckets of `seconds` each, ending at `end`."""
+
+    end: datetime
+    seconds: int
+    count: int
+
+    @property
+    def start(self) -> datetime:
+        return self.end - timedelta(seconds=self.seconds * self.count)
+
+
+def aligned_window(now: datetime, seconds: int, count: int) -> Window:
+    """Buckets aligned to whole multiples of `seconds`, the last one holding `now`."""
+    epoch = datetime(1970, 1, 1)
+    elapsed = int((now - epoch).total_seconds())
+    end = epoch + timedelta(seconds=(elapsed // seconds + 1) * seconds)
+    return Window(end=end, seconds=seconds, count=count)
+
+
+def outcome_buckets(window: Window, target_id: int | None = None,
+                    policy_id: int | None = None) -> list[Bucket]:
+    """Successes and failures per bucket of `window` (fleet-wide, or one target/policy)."""
+    db = database_proxy.obj
+    start = window.start
+    if is_postgres(db):
+        bucket = "FLOOR(EXTRACT(EPOCH FROM (started_at - %s)) / %s)"
+        mark = "%s"
+    else:
+        bucket = "CAST((julianday(started_at) - julianday(?)) * 86400 / ? AS INTEGER)"
+        mark = "?"
+    where = [f"started_at >= {mark}", f"started_at < {mark}"]
+    params: list[Any] = [start, window.seconds, start, window.end]
+    if target_id is not None:
+        where.append(f"target_id = {mark}")
+        params.append(target_id)
+    if policy_id is not None:
+        where.append(f"script_policy_id = {mark}")
+        params.append(policy_id)
+    sql = (f"SELECT {bucket} AS b, success, COUNT(*) FROM script_executions "  # noqa: S608
+           f"WHERE {' AND '.join(where)} GROUP BY b, success")
+    counts: dict[int, list[int]] = {}
+    for index, success, count in db.execute_sql(sql, params):
+        slot = counts.setdefault(int(index), [0, 0])
+        slot[0 if success else 1] += int(count)
+    return [Bucket(start + timedelta(seconds=i * window.seconds), *counts.get(i, [0, 0]))
+            for i in range(window.count)]
+
+
+def failing_policies(since: datetime, limit: int = 10) -> list[dict[str, Any]]:
+    """Policies with failed runs since `since`: most failures first."""
+    from peewee import fn
+
+    failures = fn.COUNT(ScriptExecution.id).alias("failures")
+    targets = fn.COUNT(ScriptExecution.target.distinct()).alias("targets")
+    rows = (ScriptExecution
+            .select(ScriptExecution.script_policy, failures, targets,
+                    fn.MAX(ScriptExecution.started_at).alias("last"))
+            .where(ScriptExecution.started_at >= since,
+                   ScriptExecution.success == False,  # noqa: E712
+                   ScriptExecution.script_policy.is_null(False))
+            .group_by(ScriptExecution.script_policy)
+            .order_by(failures.desc()).limit(limit).dicts())
+    found = list(rows)
+    names = dict(Policy.select(Policy.id, Policy.name)
+                 .where(Policy.id.in_([r["script_policy"] for r in found])).tuples())
+    return [{"policy_id": r["script_policy"], "name": names.get(r["script_policy"], "?"),
+             "failures": r["failures"], "targets": r["targets"], "last": r["last"]}
+            for r in found]
+
+
+def policies_for_target(target_id: int) -> list[dict[str, Any]]:
+    """Enabled policies that apply to a target (global, its groups', its own): the
+    choices of its force-run form. Which one wins per script is the resolver's job;
+    a force-run may name any policy that applies."""
+    from server.models import TargetGroup
+
+    group_ids = TargetGroup.select(TargetGroup.group).where(TargetGroup.target == target_id)
+    rows = (Policy.select(Policy.id, Policy.name, Policy.script_name, Policy.scope)
+            .where(Policy.enabled == True,  # noqa: E712
+                   (Policy.scope == "global")
+                   | ((Policy.scope == "group") & Policy.group.in_(group_ids))
+                   | ((Policy.scope == "target") & (Policy.target == target_id)))
+            .order_by(Policy.name).dicts())
+    return list(rows)
+
+
+def policies_for_group(group_id: int) -> list[dict[str, Any]]:
+    """Enabled policies a group force-run may name: global ones and the group's own."""
+    rows = (Policy.select(Policy.id, Policy.name, Policy.script_name, Policy.scope)
+            .where(Policy.enabled == True,  # noqa: E712
+                   (Policy.scope == "global")
+                   | ((Policy.scope == "group") & (Policy.group == group_id)))
+            .order_by(Policy.name).dicts())
+    return list(rows)
+
+
+def script_names() -> list[str]:
+    from server.models import Script
+
+    return [r[0] for r in Script.select(Script.name).distinct().order_by(Script.name).tuples()]

@@ -1,0 +1,110 @@
+"""Template rendering: one Jinja2 environment, loaded from the package's templates.
+
+Templates are compiled once and cached; autoescaping is on for every template, so
+hostnames, script output and error messages cannot inject markup. Filters that turn
+stored values into readable text (relative times, durations) are pure functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+
+from server import __version__
+from server.models import utcnow
+from server.timefmt import iso, parse_iso
+from server.web.sessions import UiUser
+
+USER_KEY = "aami_ui_user"  # request[USER_KEY]: the UiUser, set by the session middleware
+
+
+def _as_datetime(value: datetime | str | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return parse_iso(value)
+
+
+def human_duration(seconds: float | None) -> str:
+    """3725 -> '1h 2m'; the two largest units only, which is what people read."""
+    if seconds is None:
+        return "—"
+    seconds = int(abs(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts[:2])
+
+
+def reltime(value: datetime | str | None, now: datetime | None = None) -> str:
+    when = _as_datetime(value)
+    if when is None:
+        return "never"
+    delta = ((now or utcnow()) - when).total_seconds()
+    if abs(delta) < 5:
+        return "just now"
+    text = human_duration(delta)
+    return f"{text} ago" if delta > 0 else f"in {text}"
+
+
+def abstime(value: datetime | str | None) -> str:
+    when = _as_datetime(value)
+    return "—" if when is None else when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def isotime(value: datetime | str | None) -> str:
+    when = _as_datetime(value)
+    return iso(when) or ""
+
+
+def millis(value: int | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value} ms" if value < 10_000 else human_duration(value / 1000)
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def query_with(query: dict[str, str], **changes: Any) -> str:
+    """The current query string with some keys changed (None removes a key)."""
+    merged = {k: v for k, v in query.items() if v not in (None, "")}
+    for key, value in changes.items():
+        if value is None or value == "":
+            merged.pop(key, None)
+        else:
+            merged[key] = str(value)
+    return "?" + urlencode(merged) if merged else "?"
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("server", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(reltime=reltime, abstime=abstime, isotime=isotime, millis=millis,
+                       duration=human_duration, pretty_json=pretty_json)
+    env.globals.update(version=__version__, query_with=query_with)
+    return env
+
+
+def render(request: web.Request, template: str, context: dict[str, Any], *,
+           status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    user: UiUser | None = request.get(USER_KEY)
+    page = environment().get_template(template).render(
+        user=user, request_path=request.path, query=dict(request.query), **context
+    )
+    return web.Response(text=page, status=status, content_type="text/html",
+                        charset="utf-8", headers=headers)

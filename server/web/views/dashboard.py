@@ -1,0 +1,52 @@
+"""The dashboard: fleet status counts, a day of outcomes, failing policies, recent
+failures and refusals, each linking to the page with the detail."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+
+from server.appkeys import DATABASE
+from server.models import utcnow
+from server.services import execution_history, targets
+from server.web import queries
+from server.web.charts import bar_chart
+from server.web.pages import page
+from server.web.render import render
+
+HOUR = 3600
+
+
+def _dashboard_data() -> dict[str, Any]:
+    """Every query of the page, in one trip to the database thread pool."""
+    now = utcnow()
+    counts = {}
+    for status in targets.STATUSES:
+        _, counts[status] = targets.list_targets(hostname=None, group=None, status=status,
+                                                 limit=1, offset=0)
+    window = queries.aligned_window(now, HOUR, 24)
+    failures, _ = execution_history.list_executions(success=False, limit=10)
+    refusals, _ = execution_history.list_security_events(limit=10)
+    return {
+        "counts": counts,
+        "total": sum(counts.values()),
+        "buckets": queries.outcome_buckets(window),
+        "failing": queries.failing_policies(now - timedelta(hours=24)),
+        "failures": failures,
+        "refusals": refusals,
+    }
+
+
+async def dashboard(request: web.Request) -> web.StreamResponse:
+    """Dashboard."""
+    data = await request.app[DATABASE].run(_dashboard_data)
+    buckets = data.pop("buckets")
+    data["chart"] = bar_chart(buckets, label="Executions in the last 24 hours")
+    data["chart_ok"] = sum(b.success for b in buckets)
+    data["chart_failed"] = sum(b.failed for b in buckets)
+    return render(request, "dashboard.html", data)
+
+
+ROUTES = [page("GET", "/ui/", dashboard)]
