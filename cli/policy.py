@@ -24,7 +24,7 @@ _ITEM_KEYS = {
     "name", "script", "version", "scope", "group", "target", "params",
     "schedule", "timeout", "run_as", "priority", "enabled",
 }  # fmt: skip
-DEFAULT_PRIORITY = 100
+DEFAULT_PRIORITY = 0  # the server's default too, so YAML and REST agree
 
 
 class PolicyFileError(ValueError):

@@ -92,7 +92,7 @@ def publish(args: argparse.Namespace, client: ApiClient) -> int:
     what = "published" if reply.status == 201 else "unchanged (already published)"
     print(
         f"{what}: {body.get('name', '?')} {body.get('version', '?')} "
-        f"sha256 {body.get('sha256', '?')} id {body.get('id', '?')}"
+        f"sha256 {body.get('sha256', '?')} signed by key {body.get('key_id', '?')}"
     )
     return 0
 
