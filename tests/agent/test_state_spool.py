@@ -1,0 +1,141 @@
+"""State file and spool through real files, including a real `kill -9` mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from agent.atomicfile import atomic_write
+from agent.reporter import Reporter
+from agent.spool import INTERRUPTED_MESSAGE, ExecutionSpool, Spool
+from agent.state import AgentState, StateStore
+from tests.agent.conftest import InMemoryServer
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_atomic_write_replaces_whole_file_with_mode(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    atomic_write(target, b"one")
+    atomic_write(target, b"two", mode=0o640)
+    assert target.read_bytes() == b"two"
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]  # no temp files left
+
+
+def test_state_round_trip_is_private(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    state = AgentState(target_id=3, agent_token="secret-token-xyz", highest_versions={"a": "1.2.0"})
+    store.save(state)
+    assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600
+    again = store.load()
+    assert again.target_id == 3 and again.highest_versions == {"a": "1.2.0"}
+
+
+def test_corrupted_state_is_set_aside_and_agent_starts_fresh(tmp_path: Path, caplog) -> None:
+    (tmp_path / "state.json").write_bytes(b'{"version": 1, "target_id": 3, "assig')
+    state = StateStore(tmp_path).load()
+    assert state == AgentState()
+    aside = list(tmp_path.glob("state.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b'{"version": 1')
+    assert not (tmp_path / "state.json").exists()
+    assert "corrupted" in caplog.text
+
+
+def test_wrong_shape_state_is_also_set_aside(tmp_path: Path) -> None:
+    (tmp_path / "state.json").write_text(json.dumps({"version": 1, "assignments": "nope"}))
+    assert StateStore(tmp_path).load() == AgentState()
+    assert list(tmp_path.glob("state.json.corrupt-*"))
+
+
+def test_spool_survives_a_new_instance_and_keeps_order(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_records=10)
+    for i in range(3):
+        spool.put({"id": f"id-{i}", "n": i})
+    again = Spool(tmp_path, max_records=10)
+    assert [r["n"] for _, r in again.pending(10)] == [0, 1, 2]
+
+
+def test_spool_is_bounded_and_counts_what_it_dropped(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_records=3)
+    for i in range(5):
+        spool.put({"id": f"id-{i}", "n": i})
+    assert [r["n"] for _, r in spool.pending(10)] == [2, 3, 4]
+    assert spool.dropped == 2
+    assert Spool(tmp_path, max_records=3).dropped == 2  # persisted
+
+
+def test_unreadable_spool_record_is_set_aside(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_records=10)
+    spool.put({"id": "good"})
+    (tmp_path / "00000000000000000001-bad.json").write_text("{torn")
+    assert [r["id"] for _, r in spool.pending(10)] == ["good"]
+    assert (tmp_path / "00000000000000000001-bad.json.corrupt").exists()
+
+
+CRASHING_RUN = textwrap.dedent(
+    """
+    import asyncio, sys
+    from agent.executor import ExecutionRequest, execute, utc_now
+    from agent.spool import ExecutionSpool
+
+    spool = ExecutionSpool(sys.argv[1], max_records=100)
+    skeleton = {"id": "6f1c1d52-0d7e-4d47-9a57-1f6f0b8d0001", "policy_id": 4,
+                "script_name": "slow", "script_version": "1.0.0", "script_hash": "a" * 64,
+                "started_at": utc_now(), "trigger": "schedule", "force_token": None}
+    spool.mark_running(skeleton)
+    print("started", flush=True)
+    body = f"echo $$ > {sys.argv[2]}; exec sleep 300".encode()
+    req = ExecutionRequest(skeleton["id"], "slow", "1.0.0", body, "bash", {}, 600)
+    result = asyncio.run(execute(req, output_limit=1000, kill_grace=1))
+    spool.complete({**skeleton, "success": result.success})
+    """
+)
+
+
+def test_kill_9_mid_run_is_reported_interrupted_exactly_once(tmp_path: Path) -> None:
+    spool_dir = tmp_path / "executions"
+    pidfile = tmp_path / "script.pid"
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_RUN, str(spool_dir), str(pidfile)],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 10
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    # The orphaned script is what systemd's KillMode=control-group reaps on a real node.
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+    spool = ExecutionSpool(spool_dir, max_records=100)
+    assert spool.running_ids() == ["6f1c1d52-0d7e-4d47-9a57-1f6f0b8d0001"]
+    assert spool.recover_interrupted("2026-01-01T00:00:00.000Z") == 1
+    assert spool.recover_interrupted("2026-01-01T00:00:01.000Z") == 0  # a second restart
+    server = InMemoryServer()
+    server.issued = ["t"]
+    server.token = "t"
+    reporter = Reporter(server, spool, Spool(tmp_path / "events", max_records=10), batch_size=10)
+    asyncio.run(reporter.flush())
+    ExecutionSpool(spool_dir, max_records=100).recover_interrupted("2026-01-01T00:00:02.000Z")
+    asyncio.run(reporter.flush())
+    assert list(server.executions) == ["6f1c1d52-0d7e-4d47-9a57-1f6f0b8d0001"]
+    record = server.executions["6f1c1d52-0d7e-4d47-9a57-1f6f0b8d0001"]
+    assert record["error_message"] == INTERRUPTED_MESSAGE and record["success"] is False
+    assert record["exit_code"] is None and record["policy_id"] == 4
+
+
+def test_crash_between_record_and_marker_removal_reports_once(tmp_path: Path) -> None:
+    spool = ExecutionSpool(tmp_path, max_records=10)
+    skeleton = {"id": "abc-1", "script_name": "s"}
+    spool.mark_running(skeleton)
+    spool.put({**skeleton, "success": True})  # the crash hits before the marker goes
+    assert spool.recover_interrupted("t") == 0
+    assert [r["success"] for _, r in spool.pending(10)] == [True]
+    assert spool.running_ids() == []
