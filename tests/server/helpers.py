@@ -1,0 +1,76 @@
+"""Helpers for admin API tests: signed scripts, and rows written straight into the
+server's database (agent tokens, agent status, executions) for parts of the product
+whose own APIs are tested elsewhere."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import peewee
+from playhouse.pool import PooledPostgresqlDatabase
+
+from server.db import open_database
+from server.models import AgentStatus, AgentToken, Target, database_proxy
+from server.tokens import TokenKind, new_token
+from tests.harness import ServerProcess
+from trust import generate_private_key_pem, public_key_pem, sign_script
+
+
+@contextmanager
+def direct_db(url: str) -> Iterator[peewee.Database]:
+    """The server's database, opened in the test process (SQLite WAL lets both write)."""
+    db = open_database(url, max_connections=2)
+    database_proxy.initialize(db)
+    db.connect(reuse_if_open=True)
+    try:
+        yield db
+    finally:
+        if isinstance(db, PooledPostgresqlDatabase):
+            db.close_all()
+        else:
+            db.close()
+
+
+class Publisher:
+    """A publisher key pair, registered on a server on demand."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or f"pub-{uuid.uuid4().hex[:8]}"
+        self.private_pem = generate_private_key_pem()
+        self.public_pem = public_key_pem(self.private_pem).decode()
+
+    def register(self, server: ServerProcess) -> dict[str, Any]:
+        reply = server.api("POST", "/api/v1/publisher-keys",
+                           json_body={"name": self.name, "public_key": self.public_pem})
+        assert reply.status == 201, reply.body
+        return reply.json  # type: ignore[no-any-return]
+
+    def sign(self, name: str, version: str, content: bytes = b"#!/bin/sh\necho ok\n",
+             **kwargs: Any) -> dict[str, Any]:
+        return sign_script(content, self.private_pem, name=name, version=version,
+                           **kwargs).to_json()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def make_agent_token(url: str, hostname: str) -> str:
+    """An agent token for `hostname` (its target created if needed), as registration
+    would make it: only the hash is stored."""
+    token = new_token(TokenKind.AGENT)
+    with direct_db(url):
+        target, _ = Target.get_or_create(hostname=hostname)
+        AgentToken.create(target=target, token_hash=token.token_hash, prefix=token.prefix)
+    return token.secret
+
+
+def set_heartbeat(url: str, target_id: int, when: datetime | None, interval: int = 30) -> None:
+    with direct_db(url):
+        AgentStatus.delete().where(AgentStatus.target == target_id).execute()
+        AgentStatus.create(target=target_id, last_heartbeat=when, agent_version="1.0.0",
+                           heartbeat_interval_seconds=interval)
