@@ -52,11 +52,12 @@ def _before(time_field: peewee.Field, id_field: peewee.Field, cursor: str) -> pe
     return (time_field < when) | ((time_field == when) & (id_field < row_id))
 
 
-def execution_to_wire(row: ScriptExecution, hostname: str) -> dict[str, Any]:
+def execution_to_wire(row: ScriptExecution) -> dict[str, Any]:
+    """`row` joined to its Target (id and hostname selected)."""
     return {
         "id": row.id,
-        "target_id": row.target_id,
-        "hostname": hostname,
+        "target_id": row.target.id,
+        "hostname": row.target.hostname,
         "policy_id": row.script_policy_id,
         "script_name": row.script_name,
         "script_version": row.script_version,
@@ -89,7 +90,7 @@ def list_executions(*, target_id: int | None = None, policy_id: int | None = Non
                     cursor: str | None = None, limit: int = 50
                     ) -> tuple[list[dict[str, Any]], str | None]:
     ex = ScriptExecution
-    query = (ex.select(ex, Target.hostname).join(Target)
+    query = (ex.select(ex, Target.id, Target.hostname).join(Target)
              .order_by(ex.started_at.desc(), ex.id.desc()))
     if target_id is not None:
         query = query.where(ex.target == target_id)
@@ -106,22 +107,23 @@ def list_executions(*, target_id: int | None = None, policy_id: int | None = Non
     if cursor:
         query = query.where(_before(ex.started_at, ex.id, cursor))
     return _page(query, limit, lambda r: encode_cursor(r.started_at, r.id),
-                 lambda r: execution_to_wire(r, r.target.hostname))
+                 execution_to_wire)
 
 
 def read_execution(execution_id: str) -> dict[str, Any]:
-    row = (ScriptExecution.select(ScriptExecution, Target.hostname).join(Target)
+    row = (ScriptExecution.select(ScriptExecution, Target.id, Target.hostname).join(Target)
            .where(ScriptExecution.id == execution_id).first())
     if row is None:
         raise NotFound(f"execution {execution_id} does not exist", details={"id": execution_id})
-    return execution_to_wire(row, row.target.hostname)
+    return execution_to_wire(row)
 
 
-def event_to_wire(row: SecurityEvent, hostname: str) -> dict[str, Any]:
+def event_to_wire(row: SecurityEvent) -> dict[str, Any]:
+    """`row` joined to its Target (id and hostname selected)."""
     return {
         "id": row.id,
-        "target_id": row.target_id,
-        "hostname": hostname,
+        "target_id": row.target.id,
+        "hostname": row.target.hostname,
         "policy_id": row.policy_id,
         "script_name": row.script_name,
         "script_version": row.script_version,
@@ -138,7 +140,7 @@ def list_security_events(*, target_id: int | None = None, reason: str | None = N
                          cursor: str | None = None, limit: int = 50
                          ) -> tuple[list[dict[str, Any]], str | None]:
     ev = SecurityEvent
-    query = (ev.select(ev, Target.hostname).join(Target)
+    query = (ev.select(ev, Target.id, Target.hostname).join(Target)
              .order_by(ev.occurred_at.desc(), ev.id.desc()))
     if target_id is not None:
         query = query.where(ev.target == target_id)
@@ -151,4 +153,4 @@ def list_security_events(*, target_id: int | None = None, reason: str | None = N
     if cursor:
         query = query.where(_before(ev.occurred_at, ev.id, cursor))
     return _page(query, limit, lambda r: encode_cursor(r.occurred_at, r.id),
-                 lambda r: event_to_wire(r, r.target.hostname))
+                 event_to_wire)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import peewee
@@ -74,3 +74,29 @@ def set_heartbeat(url: str, target_id: int, when: datetime | None, interval: int
         AgentStatus.delete().where(AgentStatus.target == target_id).execute()
         AgentStatus.create(target=target_id, last_heartbeat=when, agent_version="1.0.0",
                            heartbeat_interval_seconds=interval)
+
+
+def seed_executions(count: int, target_ids: list[int], *, start: datetime,
+                    policy_id: int | None = None, batch: int = 5000) -> list[str]:
+    """Insert `count` executions (one a second from `start`, targets round-robin, every
+    third one failed) through the models' database; returns their ids in insert order."""
+    from server.models import ScriptExecution
+
+    ids: list[str] = []
+    rows = []
+    for n in range(count):
+        row_id = str(uuid.UUID(int=n + 1))
+        ids.append(row_id)
+        rows.append({
+            "id": row_id, "target": target_ids[n % len(target_ids)],
+            "script_policy": policy_id, "script_name": "disk" if n % 2 else "mem",
+            "script_version": "1.0.0", "script_hash": "ab" * 32,
+            "started_at": start + timedelta(seconds=n // 2), "success": n % 3 != 0,
+            "exit_code": 0 if n % 3 else 1, "duration_ms": 10, "stdout": "ok",
+        })
+        if len(rows) >= batch:
+            ScriptExecution.insert_many(rows).execute()
+            rows = []
+    if rows:
+        ScriptExecution.insert_many(rows).execute()
+    return ids
