@@ -241,9 +241,9 @@ def refusal_event(
         "id": str(uuid.uuid4()),
         "occurred_at": occurred_at,
         "policy_id": assignment.policy_id if assignment else None,
-        "script_name": ref.name if ref else "",
-        "script_version": ref.version if ref else "",
-        "script_hash": ref.sha256 if ref else "",
+        "script_name": ref.name[:128] if ref else "",
+        "script_version": ref.version[:64] if ref else "",
+        "script_hash": ref.sha256[:64] if ref else "",
         "reason": refused.reason,
         "message": refused.message[:2000],
     }
