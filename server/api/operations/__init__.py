@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from server.api.operations import routes
+from server.api.operations.background import operations_ctx
 from server.routing import Route
 
-ROUTES: list[Route] = []
-CLEANUP_CONTEXTS: list = []
+ROUTES: list[Route] = [*routes.ROUTES]
+CLEANUP_CONTEXTS: list = [operations_ctx]

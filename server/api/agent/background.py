@@ -1,0 +1,71 @@
+"""The Agent API's background work: the revision watcher and the status flusher.
+
+Both live in one cleanup context: started after the database opens, stopped (with
+a last flush, so no heartbeat accepted before shutdown is lost) before it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from server.appkeys import CONFIG, DATABASE
+from server.caches import AGENT_CACHE, STATUS_BUFFER, AgentCache
+from server.db import Database
+from server.services import heartbeats
+from server.services.heartbeats import StatusBuffer
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 1.0
+
+
+async def flush_once(database: Database, buffer: StatusBuffer) -> int:
+    if not len(buffer):
+        return 0
+    pending, polls = buffer.take()
+    try:
+        written = await database.run(heartbeats.flush, pending, polls)
+    except Exception:
+        buffer.give_back(pending, polls)  # retried next period
+        raise
+    buffer.flushes += 1
+    buffer.rows_written += written
+    return written
+
+
+async def _flush_forever(database: Database, buffer: StatusBuffer) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_SECONDS)
+        try:
+            await flush_once(database, buffer)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a database outage: keep the buffer, try again
+            log.warning("agent status flush failed (%d pending): %s", len(buffer), exc)
+
+
+async def agent_background_ctx(app: web.Application) -> AsyncIterator[None]:
+    config, database = app[CONFIG], app[DATABASE]
+    cache = AgentCache(database, default_poll=config.poll_interval_seconds,
+                       default_heartbeat=config.heartbeat_interval_seconds)
+    await cache.start()
+    buffer = StatusBuffer()
+    app[AGENT_CACHE] = cache
+    app[STATUS_BUFFER] = buffer
+    tasks = [asyncio.create_task(cache.watch(), name="aami-revision-watcher"),
+             asyncio.create_task(_flush_forever(database, buffer), name="aami-status-flush")]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    try:
+        await flush_once(database, buffer)
+    except Exception as exc:
+        log.error("final agent status flush failed, %d writes lost: %s", len(buffer), exc)

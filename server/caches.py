@@ -1,0 +1,178 @@
+"""Per-process caches for the Agent API, and how they stay correct across processes.
+
+What one process keeps in memory:
+
+* one `Snapshot` (all policies, groups, script metadata) for the configuration
+  revision it last saw;
+* one `TargetView` per target that polled (its groups, intervals, the serialised
+  assignments body and its ETag, the hashes and policy ids it may use);
+* script content by SHA-256 (immutable by construction), bounded in bytes.
+
+How it stays consistent when several processes share one database: every
+transaction that can change assignments bumps `ConfigRevision` (see
+`server.services.revision`). `watch()` reads the counter about once a second; a new
+value drops the snapshot and every view. Force-run requests add `ForceRunTarget`
+rows; the same tick reads rows newer than the last seen id and drops only the views
+of those targets. So a change made through any process reaches agents polling any
+other within about one watcher period. A view also expires after `VIEW_TTL_SECONDS`
+as a safety net (e.g. a force-run marked done through another process).
+
+In the common case (nothing changed) a poll is answered from the view: no query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from server.db import Database
+from server.models import ForceRunTarget
+from server.services import assignments, revision
+from server.services.assignments import Snapshot, TargetView
+from server.services.heartbeats import StatusBuffer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CacheLimits:
+    watch_seconds: float = 1.0
+    view_ttl_seconds: float = 300.0
+    max_views: int = 200_000
+    content_cache_bytes: int = 64 * 1024 * 1024
+
+
+def _changes_since(last_force_row: int) -> tuple[int, int, list[int]]:
+    """(revision, newest ForceRunTarget id, targets with new force-run rows)."""
+    rev = revision.current()
+    rows = list(ForceRunTarget.select(ForceRunTarget.id, ForceRunTarget.target)
+                .where(ForceRunTarget.id > last_force_row)
+                .order_by(ForceRunTarget.id).limit(100_000).tuples())
+    newest = rows[-1][0] if rows else last_force_row
+    return rev, newest, sorted({target for _, target in rows})
+
+
+def _newest_force_row() -> int:
+    row = ForceRunTarget.select(ForceRunTarget.id).order_by(ForceRunTarget.id.desc()).first()
+    return row.id if row else 0
+
+
+class AgentCache:
+    def __init__(self, database: Database, *, default_poll: int, default_heartbeat: int,
+                 limits: CacheLimits | None = None) -> None:
+        self._db = database
+        self._default_poll = default_poll
+        self._default_heartbeat = default_heartbeat
+        self.limits = limits or CacheLimits()
+        self.revision: int | None = None
+        self._snapshot: Snapshot | None = None
+        self._snapshot_loading: asyncio.Future[Snapshot] | None = None
+        self._views: dict[int, tuple[float, TargetView]] = {}
+        self._last_force_row = 0
+        # Bumped by every invalidation: a view built while one happened is not kept.
+        self._epoch = 0
+        self._content: OrderedDict[str, bytes] = OrderedDict()
+        self._content_bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    # -- invalidation -------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._last_force_row = await self._db.run(_newest_force_row)
+        self.revision = await self._db.run(revision.current)
+
+    async def watch_once(self) -> None:
+        rev, newest, targets = await self._db.run(_changes_since, self._last_force_row)
+        self._last_force_row = newest
+        if rev != self.revision:
+            log.debug("configuration revision %s -> %s: dropping caches", self.revision, rev)
+            self.revision = rev
+            self.drop_all()
+        for target_id in targets:
+            self.invalidate(target_id)
+
+    async def watch(self) -> None:
+        while True:
+            try:
+                await self.watch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep watching through database outages
+                log.warning("revision watcher: %s", exc)
+            await asyncio.sleep(self.limits.watch_seconds)
+
+    def drop_all(self) -> None:
+        self._epoch += 1
+        self._snapshot = None
+        self._views.clear()
+
+    def invalidate(self, target_id: int) -> None:
+        self._epoch += 1
+        self._views.pop(target_id, None)
+
+    # -- views ----------------------------------------------------------------------
+
+    async def view(self, target_id: int, hostname: str) -> TargetView:
+        entry = self._views.get(target_id)
+        now = time.monotonic()
+        if entry is not None and entry[0] > now and entry[1].revision == self.revision:
+            self.hits += 1
+            return entry[1]
+        self.misses += 1
+        epoch = self._epoch
+        snapshot = await self._current_snapshot()
+        state = await self._db.run(assignments.load_target_state, target_id)
+        view = assignments.build_view(snapshot, target_id, hostname, state,
+                                      default_poll=self._default_poll,
+                                      default_heartbeat=self._default_heartbeat)
+        if epoch == self._epoch and view.revision == self.revision:
+            if len(self._views) >= self.limits.max_views:
+                self._views.clear()
+            self._views[target_id] = (now + self.limits.view_ttl_seconds, view)
+        return view
+
+    async def _current_snapshot(self) -> Snapshot:
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot.revision == self.revision:
+            return snapshot
+        # One load at a time: after a change thousands of polls miss together.
+        if self._snapshot_loading is None:
+            self._snapshot_loading = asyncio.ensure_future(self._load_snapshot())
+        loading = self._snapshot_loading
+        return await asyncio.shield(loading)
+
+    async def _load_snapshot(self) -> Snapshot:
+        try:
+            snapshot = await self._db.run(assignments.load_snapshot)
+            if self.revision is None or snapshot.revision >= self.revision:
+                self.revision = snapshot.revision
+                self._snapshot = snapshot
+            return snapshot
+        finally:
+            self._snapshot_loading = None
+
+    # -- script content -----------------------------------------------------------------
+
+    async def script_content(self, sha256: str) -> bytes | None:
+        content = self._content.get(sha256)
+        if content is not None:
+            self._content.move_to_end(sha256)
+            return content
+        content = await self._db.run(assignments.load_script_content, sha256)
+        if content is not None and len(content) <= self.limits.content_cache_bytes // 4:
+            self._content[sha256] = content
+            self._content_bytes += len(content)
+            while self._content_bytes > self.limits.content_cache_bytes:
+                _, dropped = self._content.popitem(last=False)
+                self._content_bytes -= len(dropped)
+        return content
+
+
+AGENT_CACHE: web.AppKey[AgentCache] = web.AppKey("agent_cache")
+STATUS_BUFFER: web.AppKey[StatusBuffer] = web.AppKey("status_buffer")

@@ -1,0 +1,129 @@
+"""Execution results from agents: validated, truncated, stored exactly once.
+
+* Idempotent by the execution id the agent made before running: rows are inserted
+  with `ON CONFLICT DO NOTHING ... RETURNING id`, so a retried (or concurrently
+  duplicated) batch stores nothing twice, and only the ids actually inserted move
+  the counters in `agent_status` or complete a force-run.
+* An id that already exists, whoever sent it, is a duplicate: an agent can never
+  overwrite another target's row by reusing its id.
+* The execution is always stored under the caller's target. Its `policy_id` is
+  kept only when that policy is among the caller's current assignments (or the
+  policy of a force-run addressed to it); otherwise it is stored with no policy, so
+  an agent cannot attribute results to a policy that is not its own. Executions
+  reported after the policy left the caller's assignments lose the link for the
+  same reason (the row, script name and hash still say what ran).
+* stdout/stderr/error_message are cut to `max_output_bytes`, keeping the tail (the
+  end of a log says why it failed), behind a marker saying how much was cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from server.errors import ValidationFailed
+from server.models import AgentStatus, Policy, ScriptExecution, database_proxy, utcnow
+from server.services import force_runs
+from server.timefmt import parse_iso
+
+TRIGGERS = ("schedule", "once", "force")
+MARKER = "[aami-server: {} bytes truncated]\n"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    inserted_ids: tuple[str, ...] = ()
+
+
+def truncate_tail(text: str, limit: int) -> str:
+    """At most `limit` UTF-8 bytes of `text`, keeping the end, with a marker in front."""
+    data = text.encode("utf-8", errors="replace")
+    if len(data) <= limit:
+        return text
+    cut = len(data) - max(0, limit - len(MARKER.format(len(data))))
+    tail = data[cut:].decode("utf-8", errors="ignore")  # drop a split first character
+    return MARKER.format(cut) + tail
+
+
+def parse_time(value: str | None, where: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise ValidationFailed(f"{where}: not an RFC 3339 timestamp: {value!r}",
+                               details={"field": where}) from None
+
+
+def to_row(target_id: int, item: dict[str, Any], index: int, allowed_policies: Collection[int],
+           max_output: int, received_at: datetime) -> dict[str, Any]:
+    where = f"body.executions[{index}]"
+    policy_id = item.get("policy_id")
+    trigger = item.get("trigger") or ("force" if item.get("force_token") else "schedule")
+    started = parse_time(item["started_at"], f"{where}.started_at")
+    error = item.get("error_message")
+    return {
+        "id": item["id"].lower(),
+        "target": target_id,
+        "script_policy": policy_id if policy_id in allowed_policies else None,
+        "script_name": item["script_name"],
+        "script_version": item["script_version"],
+        "script_hash": item["script_hash"],
+        "started_at": started,
+        "finished_at": parse_time(item.get("finished_at"), f"{where}.finished_at"),
+        "duration_ms": item.get("duration_ms"),
+        "exit_code": item.get("exit_code"),
+        "success": bool(item["success"]),
+        "stdout": truncate_tail(item.get("stdout") or "", max_output),
+        "stderr": truncate_tail(item.get("stderr") or "", max_output),
+        "error_message": truncate_tail(error, max_output) if error is not None else None,
+        "trigger": trigger,
+        "force_token": item.get("force_token"),
+        "received_at": received_at,
+    }
+
+
+def _existing_policies(candidates: set[int]) -> set[int]:
+    if not candidates:
+        return set()
+    return {p.id for p in Policy.select(Policy.id).where(Policy.id.in_(sorted(candidates)))}
+
+
+def ingest(target_id: int, items: Sequence[dict[str, Any]], allowed_policies: Collection[int],
+           max_output: int) -> IngestResult:
+    received = utcnow()
+    rows = [to_row(target_id, item, i, allowed_policies, max_output, received)
+            for i, item in enumerate(items)]
+    unique = list({row["id"]: row for row in rows}.values())  # a batch repeating an id
+    with database_proxy.atomic():
+        # A policy deleted since the caller's view was built: store without the link.
+        live = _existing_policies({r["script_policy"] for r in unique if r["script_policy"]})
+        for row in unique:
+            if row["script_policy"] not in live:
+                row["script_policy"] = None
+        inserted = set(_insert_new(unique))
+        new_rows = [r for r in unique if r["id"] in inserted]
+        if new_rows:
+            succeeded = sum(1 for r in new_rows if r["success"])
+            AgentStatus.update(
+                scripts_total=AgentStatus.scripts_total + len(new_rows),
+                scripts_success=AgentStatus.scripts_success + succeeded,
+                scripts_failed=AgentStatus.scripts_failed + (len(new_rows) - succeeded),
+            ).where(AgentStatus.target == target_id).execute()
+            for row in new_rows:
+                if row["force_token"]:
+                    force_runs.mark_done(target_id, row["force_token"], row["id"],
+                                         row["success"])
+    return IngestResult(len(inserted), len(items) - len(inserted), tuple(sorted(inserted)))
+
+
+def _insert_new(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    cursor = (ScriptExecution.insert_many(rows).on_conflict_ignore()
+              .returning(ScriptExecution.id).execute())
+    return [row[0] if isinstance(row, tuple) else row.id for row in cursor]

@@ -1,0 +1,169 @@
+"""Force-run: an operator asks for an immediate run of a policy on a target or group.
+
+A request is a `ForceRun` with a fresh token and one `ForceRunTarget` row per
+target it reaches. A target is reached when the policy applies to it (scope rules
+of `server.resolution.applies_to`); the token then rides on that target's
+assignment for the policy's script (the effective assignment, which may be a more
+specific policy for the same script: the operator asked for the script to run now,
+with the parameters that target really uses). Agents run a force token at most
+once; the execution they report carries it and completes the target's row.
+
+A group request is fanned out by a background job in chunks (a group may hold
+20,000 targets; one transaction per chunk keeps locks short), with progress.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import peewee
+
+from server.errors import NotFound, Unprocessable
+from server.models import (
+    ForceRun,
+    ForceRunTarget,
+    Group,
+    Job,
+    Policy,
+    Target,
+    TargetGroup,
+    database_proxy,
+    utcnow,
+)
+from server.resolution import PolicyRule, TargetContext, applies_to
+from server.services import jobs
+from server.services.assignments import rule_from_row
+from server.timefmt import iso
+
+FAN_OUT_CHUNK = 500
+
+
+def _policy(policy_id: int) -> Policy:
+    policy = Policy.get_or_none(Policy.id == policy_id)
+    if policy is None:
+        raise NotFound(f"policy {policy_id} does not exist",
+                       details={"field": "body.policy_id", "policy_id": policy_id})
+    if not policy.enabled:
+        raise Unprocessable(f"policy {policy.name!r} is disabled",
+                            details={"field": "body.policy_id", "policy_id": policy_id})
+    return policy
+
+
+def _contexts(target_ids: list[int]) -> dict[int, TargetContext]:
+    groups: dict[int, dict[int, int]] = {t: {} for t in target_ids}
+    rows = (TargetGroup.select(TargetGroup.target, TargetGroup.group, Group.priority)
+            .join(Group).where(TargetGroup.target.in_(target_ids)).tuples())
+    for target_id, group_id, priority in rows:
+        groups[target_id][group_id] = priority
+    return {t: TargetContext(t, g) for t, g in groups.items()}
+
+
+def _new_force_run(policy: Policy, requested_by: str, **scope: Any) -> ForceRun:
+    return ForceRun.create(policy=policy.id, token="fr_" + secrets.token_hex(16),
+                           requested_by=requested_by[:128], **scope)
+
+
+def request_target(policy_id: int, target_id: int, requested_by: str) -> dict[str, Any]:
+    with database_proxy.atomic():
+        target = Target.get_or_none(Target.id == target_id)
+        if target is None:
+            raise NotFound(f"target {target_id} does not exist", details={"id": target_id})
+        policy = _policy(policy_id)
+        if not applies_to(rule_from_row(policy), _contexts([target_id])[target_id]):
+            raise Unprocessable(
+                f"policy {policy.name!r} does not apply to target {target.hostname!r}",
+                details={"field": "body.policy_id", "policy_id": policy_id})
+        force_run = _new_force_run(policy, requested_by, target=target_id)
+        ForceRunTarget.create(force_run=force_run.id, target=target_id)
+    return {"id": force_run.id, "token": force_run.token, "status": "pending", "targets": 1}
+
+
+def request_group(policy_id: int, group_id: int, requested_by: str) -> dict[str, Any]:
+    """Create the request and its fan-out job; the caller runs `fan_out_chunk`."""
+    with database_proxy.atomic():
+        group = Group.get_or_none(Group.id == group_id)
+        if group is None:
+            raise NotFound(f"group {group_id} does not exist", details={"id": group_id})
+        policy = _policy(policy_id)
+        members = TargetGroup.select().where(TargetGroup.group == group_id).count()
+        force_run = _new_force_run(policy, requested_by, group=group_id)
+        job_id = jobs.create("force_run", total=members,
+                             detail={"force_run_id": force_run.id, "group_id": group_id,
+                                     "policy_id": policy_id, "targets": 0, "skipped": 0})
+    return {"id": force_run.id, "token": force_run.token, "status": "pending",
+            "targets": members, "job_id": job_id}
+
+
+def fan_out_chunk(force_run_id: int, after_target: int, limit: int = FAN_OUT_CHUNK
+                  ) -> tuple[int, int, int, int]:
+    """Add the next chunk of members; returns (last target id, scanned, added, skipped)."""
+    force_run = ForceRun.get_by_id(force_run_id)
+    rule: PolicyRule = rule_from_row(force_run.policy)
+    with database_proxy.atomic():
+        members = [row[0] for row in
+                   TargetGroup.select(TargetGroup.target)
+                   .where(TargetGroup.group == force_run.group_id,
+                          TargetGroup.target > after_target)
+                   .order_by(TargetGroup.target).limit(limit).tuples()]
+        if not members:
+            return after_target, 0, 0, 0
+        contexts = _contexts(members)
+        reached = [t for t in members if applies_to(rule, contexts[t])]
+        if reached:
+            ForceRunTarget.insert_many(
+                [{"force_run": force_run_id, "target": t, "updated_at": utcnow()}
+                 for t in reached]).on_conflict_ignore().execute()
+    return members[-1], len(members), len(reached), len(members) - len(reached)
+
+
+def mark_done(target_id: int, token: str, execution_id: str, success: bool) -> int:
+    """Complete the caller's own share of the request with this token (if pending)."""
+    force_run = ForceRun.select(ForceRun.id).where(ForceRun.token == token).first()
+    if force_run is None:
+        return 0
+    return int(ForceRunTarget.update(status="done" if success else "failed",
+                                     execution_id=execution_id, updated_at=utcnow())
+               .where(ForceRunTarget.force_run == force_run.id,
+                      ForceRunTarget.target == target_id,
+                      ForceRunTarget.status == "pending").execute())
+
+
+def _job_for(force_run: ForceRun) -> Job | None:
+    if force_run.group_id is None:
+        return None
+    window = timedelta(seconds=5)
+    candidates = Job.select().where(Job.kind == "force_run",
+                                    Job.created_at.between(force_run.created_at - window,
+                                                           force_run.created_at + window))
+    return next((j for j in candidates if (j.detail or {}).get("force_run_id") == force_run.id),
+                None)
+
+
+def status(force_run_id: int, *, limit: int = 500) -> dict[str, Any]:
+    force_run = ForceRun.get_or_none(ForceRun.id == force_run_id)
+    if force_run is None:
+        raise NotFound(f"force-run {force_run_id} does not exist", details={"id": force_run_id})
+    counts = dict(ForceRunTarget.select(ForceRunTarget.status, peewee.fn.COUNT(ForceRunTarget.id))
+                  .where(ForceRunTarget.force_run == force_run_id)
+                  .group_by(ForceRunTarget.status).tuples())
+    rows = (ForceRunTarget.select(ForceRunTarget, Target.hostname).join(Target)
+            .where(ForceRunTarget.force_run == force_run_id)
+            .order_by(ForceRunTarget.target).limit(limit))
+    job = _job_for(force_run)
+    fanning_out = job is not None and job.status in ("queued", "running")
+    pending = counts.get("pending", 0)
+    return {
+        "id": force_run.id, "token": force_run.token, "policy_id": force_run.policy_id,
+        "target_id": force_run.target_id, "group_id": force_run.group_id,
+        "requested_by": force_run.requested_by, "created_at": iso(force_run.created_at),
+        "status": "pending" if pending or fanning_out else "done",
+        "targets": sum(counts.values()),
+        "counts": {"pending": pending, "done": counts.get("done", 0),
+                   "failed": counts.get("failed", 0)},
+        "job": jobs.to_wire(job) if job is not None else None,
+        "results": [{"target_id": r.target_id, "hostname": r.target.hostname,
+                     "status": r.status, "execution_id": r.execution_id,
+                     "updated_at": iso(r.updated_at)} for r in rows],
+    }

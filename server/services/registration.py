@@ -1,0 +1,135 @@
+"""Agent registration (bootstrap token -> agent token) and agent token rotation.
+
+Rules, each with the attack or accident it stops:
+
+* The bootstrap token's use is counted by one conditional UPDATE (`uses < max_uses`,
+  not revoked, not expired) inside the registration transaction: two concurrent
+  registrations cannot both take the last use (token replay), and a registration
+  that fails later (409) rolls its use back.
+* A hostname that already has a live agent token is not taken over unless the
+  bootstrap token says `allow_rebind` (a leaked bootstrap token must not let an
+  attacker impersonate an existing node); with it, the old agent tokens are revoked
+  (a re-imaged node replaces its former self).
+* The new token is returned once; only its hash is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import IntegrityError
+
+from server.errors import Conflict, InvalidToken
+from server.models import (
+    AgentStatus,
+    AgentToken,
+    BootstrapToken,
+    Group,
+    Target,
+    TargetGroup,
+    database_proxy,
+    utcnow,
+)
+from server.services import revision
+from server.services.agent_config import GroupInfo, Intervals, effective_intervals
+from server.tokens import TokenKind, new_token
+
+
+@dataclass(frozen=True)
+class Registration:
+    target_id: int
+    agent_token: str
+    intervals: Intervals
+    revoked_hashes: tuple[str, ...]  # old agent tokens to drop from auth caches
+
+
+def _take_use(token_id: int) -> BootstrapToken:
+    now = utcnow()
+    taken = (BootstrapToken.update(uses=BootstrapToken.uses + 1)
+             .where(BootstrapToken.id == token_id,
+                    BootstrapToken.uses < BootstrapToken.max_uses,
+                    BootstrapToken.revoked == False,  # noqa: E712
+                    BootstrapToken.expires_at.is_null() | (BootstrapToken.expires_at > now))
+             .execute())
+    if taken != 1:
+        raise InvalidToken("the bootstrap token is used up, revoked or expired")
+    return BootstrapToken.get_by_id(token_id)
+
+
+def target_intervals(target_id: int, *, default_poll: int, default_heartbeat: int) -> Intervals:
+    groups = [GroupInfo(g.id, g.name, g.priority, g.poll_interval_seconds,
+                        g.heartbeat_interval_seconds)
+              for g in Group.select().join(TargetGroup).where(TargetGroup.target == target_id)]
+    return effective_intervals(groups, default_poll=default_poll,
+                               default_heartbeat=default_heartbeat)
+
+
+def _bind_existing(target: Target, allow_rebind: bool) -> tuple[str, ...]:
+    live = list(AgentToken.select().where(AgentToken.target == target.id,
+                                          AgentToken.revoked_at.is_null()))
+    if live and not allow_rebind:
+        raise Conflict(
+            f"hostname {target.hostname!r} is already registered to an agent; use a "
+            "bootstrap token created with --allow-rebind to replace it",
+            details={"field": "hostname", "target_id": target.id})
+    if live:
+        AgentToken.update(revoked_at=utcnow()).where(
+            AgentToken.id.in_([t.id for t in live])).execute()
+    return tuple(t.token_hash for t in live)
+
+
+def register(bootstrap_token_id: int, body: dict[str, Any], *, default_poll: int,
+             default_heartbeat: int) -> Registration:
+    hostname = body["hostname"]
+    try:
+        with database_proxy.atomic():
+            boot = _take_use(bootstrap_token_id)
+            target = Target.get_or_none(Target.hostname == hostname)
+            revoked: tuple[str, ...] = ()
+            existed = target is not None
+            if target is None:
+                target = Target.create(hostname=hostname)
+            else:
+                revoked = _bind_existing(target, boot.allow_rebind)
+            joined = boot.group_id is not None and not TargetGroup.select().where(
+                TargetGroup.target == target.id, TargetGroup.group == boot.group_id).exists()
+            if joined:
+                TargetGroup.create(target=target.id, group=boot.group_id)
+            if existed and joined:
+                # Membership of a known target changed: caches elsewhere may hold it.
+                revision.bump()
+            intervals = target_intervals(target.id, default_poll=default_poll,
+                                         default_heartbeat=default_heartbeat)
+            _upsert_status(target.id, body, intervals.heartbeat_interval_seconds)
+            token = new_token(TokenKind.AGENT)
+            AgentToken.create(target=target.id, token_hash=token.token_hash,
+                              prefix=token.prefix)
+    except IntegrityError:
+        # Two agents registering one new hostname at the same moment: one wins.
+        raise Conflict(f"hostname {hostname!r} was registered concurrently; retry",
+                       details={"field": "hostname"}) from None
+    return Registration(target.id, token.secret, intervals, revoked)
+
+
+def _upsert_status(target_id: int, body: dict[str, Any], heartbeat_interval: int) -> None:
+    values = {"agent_version": str(body.get("agent_version", ""))[:64],
+              "system_info": body.get("system_info") or {},
+              "heartbeat_interval_seconds": heartbeat_interval}
+    updated = AgentStatus.update(**values).where(AgentStatus.target == target_id).execute()
+    if not updated:
+        AgentStatus.insert(target=target_id, **values).execute()
+
+
+def rotate(token_id: int, target_id: int) -> str:
+    """Revoke the caller's token and issue a new one, atomically."""
+    with database_proxy.atomic():
+        revoked = (AgentToken.update(revoked_at=utcnow())
+                   .where(AgentToken.id == token_id, AgentToken.target == target_id,
+                          AgentToken.revoked_at.is_null())
+                   .execute())
+        if revoked != 1:
+            raise InvalidToken("the agent token is no longer valid")
+        token = new_token(TokenKind.AGENT)
+        AgentToken.create(target=target_id, token_hash=token.token_hash, prefix=token.prefix)
+    return token.secret

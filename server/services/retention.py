@@ -1,0 +1,40 @@
+"""Retention: executions older than `retention_seconds` are pruned in small batches.
+
+Each batch is its own short transaction deleting at most `BATCH` rows picked by the
+`(started_at, id)` index, so pruning months of history never holds a long lock
+that would stall agents reporting new results. Several server processes may prune
+at once; a row can only be deleted once, so they merely share the work.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from server.models import ScriptExecution, database_proxy, utcnow
+
+BATCH = 1000
+
+
+def cutoff(retention_seconds: float, now: datetime | None = None) -> datetime:
+    return (now or utcnow()) - timedelta(seconds=retention_seconds)
+
+
+def count_older(before: datetime) -> int:
+    return int(ScriptExecution.select().where(ScriptExecution.started_at < before).count())
+
+
+def prune_batch(before: datetime, limit: int = BATCH) -> int:
+    """Delete up to `limit` executions that started before `before`; returns how many."""
+    with database_proxy.atomic():
+        ids = [row[0] for row in
+               ScriptExecution.select(ScriptExecution.id)
+               .where(ScriptExecution.started_at < before)
+               .order_by(ScriptExecution.started_at).limit(limit).tuples()]
+        if not ids:
+            return 0
+        return int(ScriptExecution.delete().where(ScriptExecution.id.in_(ids)).execute())
+
+
+def interval_seconds(retention_seconds: float) -> float:
+    """How often to prune: a tenth of the retention, between 1 s and 1 h."""
+    return min(3600.0, max(1.0, retention_seconds / 10))
