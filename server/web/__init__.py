@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from server.routing import Route
 from server.web.middleware import ui_middleware
-from server.web.views import auth, dashboard, targets
+from server.web.views import auth, catalog, dashboard, fleet, force_runs, policies, targets
 
-ROUTES: list[Route] = [*auth.ROUTES, *dashboard.ROUTES, *targets.ROUTES]
+ROUTES: list[Route] = [*auth.ROUTES, *dashboard.ROUTES, *targets.ROUTES, *catalog.ROUTES,
+                       *policies.ROUTES, *fleet.ROUTES, *force_runs.ROUTES]
 MIDDLEWARES: list = [ui_middleware]
 CLEANUP_CONTEXTS: list = []

@@ -113,5 +113,10 @@ async def ui_middleware(request: web.Request, handler: Handler) -> web.StreamRes
         response = render(request, "error.html", {
             "title": "Database unavailable", "message": "The database is not reachable; "
             "try again in a moment."}, status=503)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, path)
+        response = render(request, "error.html", {
+            "title": "Internal error", "message": "Something went wrong on the server; "
+            "the details are in its log."}, status=500)
     _secure_headers(response, path)
     return response

@@ -35,7 +35,7 @@ def human_duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     seconds = int(abs(seconds))
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size or (unit == "s" and not parts):
             parts.append(f"{seconds // size}{unit}")
@@ -92,7 +92,6 @@ def environment() -> jinja2.Environment:
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
     )
     env.filters.update(reltime=reltime, abstime=abstime, isotime=isotime, millis=millis,
                        duration=human_duration, pretty_json=pretty_json)

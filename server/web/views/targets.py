@@ -102,7 +102,23 @@ async def target_detail(request: web.Request) -> web.StreamResponse:
     return render(request, "target.html", data)
 
 
+def _executions_data(filters: HistoryFilters) -> dict[str, Any]:
+    executions, next_cursor = execution_history.list_executions(limit=HISTORY_PAGE,
+                                                                **filters.service_args())
+    return {"executions": executions, "next_cursor": next_cursor,
+            "script_names": queries.script_names()}
+
+
+async def execution_list(request: web.Request) -> web.StreamResponse:
+    """Executions across the fleet."""
+    filters = HistoryFilters(request.query)
+    data = await request.app[DATABASE].run(_executions_data, filters)
+    data["filters"] = filters
+    return render(request, "executions.html", data)
+
+
 ROUTES = [
+    page("GET", "/ui/executions", execution_list),
     page("GET", "/ui/targets", target_list),
     page("GET", "/ui/targets/{id}", target_detail),
 ]
