@@ -72,6 +72,28 @@ def register(args: argparse.Namespace, client: ApiClient) -> int:
     return 0
 
 
+def revoke(args: argparse.Namespace, client: ApiClient) -> int:
+    """Find the registered key by name and revoke it (uploads it signed are refused)."""
+    offset = 0
+    while True:
+        body = client.get("/publisher-keys", limit="500", offset=str(offset)).body
+        rows = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(rows, list):
+            raise OperationFailed("server answered GET /publisher-keys without a `data` list")
+        match = next((r for r in rows if isinstance(r, dict) and r.get("name") == args.name), None)
+        if match is not None:
+            break
+        if len(rows) < 500:
+            raise OperationFailed(f"no publisher key named {args.name!r} on the server")
+        offset += len(rows)
+    if match.get("revoked"):
+        print(f"already revoked: {args.name} (key id {match.get('key_id')})")
+        return 0
+    client.post(f"/publisher-keys/{match['id']}/revoke", {})
+    print(f"revoked {args.name}: key id {match.get('key_id')}")
+    return 0
+
+
 def load_keys_dir(directory: str) -> dict[str, trust.TrustedKey]:
     """A node's trusted-keys layout: `*.pub` trusted; `*.pub.revoked`, `revoked/*.pub` revoked.
 

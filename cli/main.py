@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--name", required=True)
     _server_flags(reg)
     reg.set_defaults(remote=keys_cmd.register)
+    rev = key_sub.add_parser("revoke", help="revoke a registered key on the server")
+    rev.add_argument("name", metavar="NAME")
+    _server_flags(rev)
+    rev.set_defaults(remote=keys_cmd.revoke)
 
     script = sub.add_parser("script", help="signed scripts")
     s_sub = script.add_subparsers(dest="script_command", required=True, parser_class=_Parser)
