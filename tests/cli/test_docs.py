@@ -71,3 +71,23 @@ def test_offline_blocks_run(tmp_path: Path) -> None:
     for _, body in blocks("run", "offline"):
         run_block(body, tmp_path)
     assert (tmp_path / "disk-usage.sh.signed.json").exists()
+
+
+SECURITY_DOC = DOC.with_name("security.md")
+
+
+def test_commands_in_the_security_doc_exist() -> None:
+    """Every `aami ...` command quoted in docs/security.md parses with the real parser."""
+    import shlex
+
+    from cli.main import build_parser
+
+    quoted = re.findall(r"`(aami [^`]+)`", SECURITY_DOC.read_text())
+    commands = [c for c in quoted if len(c.split()) > 3]  # not mere mentions like `aami x y`
+    assert len(commands) >= 8
+    parser = build_parser()
+    for command in commands:
+        try:
+            parser.parse_args(shlex.split(command)[1:])
+        except SystemExit as exc:
+            raise AssertionError(f"docs/security.md: {command!r} does not parse") from exc
