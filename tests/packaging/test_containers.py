@@ -21,6 +21,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -175,7 +176,7 @@ def test_server_healthcheck_passes_against_the_real_server(tmp_path: Path) -> No
     assert run_healthcheck(health, port) != 0  # nothing answers: unhealthy
 
 
-def load_compose() -> dict:  # type: ignore[type-arg]
+def load_compose() -> dict[str, Any]:
     data = yaml.safe_load((CONTAINERS / "compose.yaml").read_text())
     assert isinstance(data, dict)
     return data
