@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +27,7 @@ from trust.keys import key_id, load_private_key, public_key_pem
 
 __all__ = ["Envelope", "Signature", "add_signature", "b64decode_strict", "pae", "sign_envelope"]
 
-_B64_STD = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
-_B64_URL = re.compile(r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}==|[A-Za-z0-9_-]{3}=)?")
+_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
 _ENVELOPE_FIELDS = frozenset({"payloadType", "payload", "signatures"})
 _SIGNATURE_FIELDS = frozenset({"keyid", "sig"})
 MAX_KEYID_LENGTH = 256
@@ -94,17 +92,22 @@ def _parse_signature(item: object, path: str) -> Signature:
 
 
 def b64decode_strict(text: object, path: str) -> bytes:
-    """Decode standard or URL-safe base64 with padding; raises MalformedEnvelope."""
-    if not isinstance(text, str):
+    """Decode standard or URL-safe base64 with padding; raises MalformedEnvelope.
+
+    DSSE verifiers must accept both alphabets; mixing them, missing padding, whitespace
+    or any other character is refused.
+    """
+    if not isinstance(text, str) or not text.isascii():
         raise MalformedEnvelope(f"{path}: must be a base64 string")
+    if "-" in text or "_" in text:
+        if "+" in text or "/" in text:
+            raise MalformedEnvelope(f"{path}: mixes the standard and URL-safe base64 alphabets")
+        text = text.translate(_URLSAFE_TO_STANDARD)
     try:
-        if _B64_STD.fullmatch(text):
-            return base64.b64decode(text, validate=True)
-        if _B64_URL.fullmatch(text):
-            return base64.urlsafe_b64decode(text)
+        # validate=True: only the alphabet, padding only at the end, length a multiple of 4.
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        pass
-    raise MalformedEnvelope(f"{path}: is not valid base64")
+        raise MalformedEnvelope(f"{path}: is not valid base64") from None
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:

@@ -118,3 +118,16 @@ def test_sign_script_refuses_bad_fields_at_sign_time(alice, fields: dict, words:
     kwargs = {"name": "x", "version": "1.0.0", **fields}
     with pytest.raises(trust.MalformedStatement, match=words):
         trust.sign_script(b"echo", alice.private_pem, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "text", ["aGVsbG8", "aGVs bG8=", "aG==aG==", "a-b+", "aGVsbG8=\n", "é", "=", 7]
+)
+def test_base64_is_decoded_strictly(text: object) -> None:
+    with pytest.raises(trust.MalformedEnvelope):
+        b64decode_strict(text, "field")
+
+
+def test_both_base64_alphabets_are_accepted() -> None:
+    # DSSE: "verifiers MUST accept either" standard or URL-safe base64.
+    assert b64decode_strict("+/8=", "f") == b64decode_strict("-_8=", "f") == b"\xfb\xff"
