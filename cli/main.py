@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from bundle import cli as bundle_cli
 from cli import keys_cmd, policy_cmd, script_cmd
 from cli.api_client import ApiClient
 from cli.errors import CliError, UsageError
@@ -93,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--dry-run", action="store_true", help="print what would change")
     _server_flags(apply)
     apply.set_defaults(remote=policy_cmd.apply)
+
+    # `aami bundle build|verify` belong to the bundle package, which owns its flags.
+    bundle_cli.register(sub)
+    sub.choices["bundle"].set_defaults(handler=bundle_cli.run)
     return parser
 
 

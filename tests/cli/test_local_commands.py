@@ -237,3 +237,11 @@ def test_missing_subcommand_and_unknown_command() -> None:
 def test_help_works() -> None:
     result = aami("script", "sign", "--help")
     assert result.code == 0 and "--params-schema" in result.out
+
+
+def test_bundle_commands_are_wired_into_aami(ws: Workspace) -> None:
+    # The bundle package owns `aami bundle build|verify`; the CLI only mounts them.
+    result = aami("bundle", "verify", str(ws.root / "missing.tar.gz"), "--key", str(ws.pub))
+    assert result.code == 2 and "missing.tar.gz: no such file" in result.err
+    assert aami("bundle", "build", "--help").code == 0
+    assert aami("bundle").code == 2
