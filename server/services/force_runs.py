@@ -148,9 +148,10 @@ def status(force_run_id: int, *, limit: int = 500) -> dict[str, Any]:
     counts = dict(ForceRunTarget.select(ForceRunTarget.status, peewee.fn.COUNT(ForceRunTarget.id))
                   .where(ForceRunTarget.force_run == force_run_id)
                   .group_by(ForceRunTarget.status).tuples())
-    rows = (ForceRunTarget.select(ForceRunTarget, Target.hostname).join(Target)
-            .where(ForceRunTarget.force_run == force_run_id)
-            .order_by(ForceRunTarget.target).limit(limit))
+    rows = (ForceRunTarget.select(ForceRunTarget.target, Target.hostname, ForceRunTarget.status,
+                                  ForceRunTarget.execution_id, ForceRunTarget.updated_at)
+            .join(Target).where(ForceRunTarget.force_run == force_run_id)
+            .order_by(ForceRunTarget.target).limit(limit).tuples())
     job = _job_for(force_run)
     fanning_out = job is not None and job.status in ("queued", "running")
     pending = counts.get("pending", 0)
@@ -163,7 +164,7 @@ def status(force_run_id: int, *, limit: int = 500) -> dict[str, Any]:
         "counts": {"pending": pending, "done": counts.get("done", 0),
                    "failed": counts.get("failed", 0)},
         "job": jobs.to_wire(job) if job is not None else None,
-        "results": [{"target_id": r.target_id, "hostname": r.target.hostname,
-                     "status": r.status, "execution_id": r.execution_id,
-                     "updated_at": iso(r.updated_at)} for r in rows],
+        "results": [{"target_id": target, "hostname": hostname, "status": state,
+                     "execution_id": execution_id, "updated_at": iso(updated)}
+                    for target, hostname, state, execution_id, updated in rows],
     }

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from server.api.operations.background import JOB_RUNNER, fan_out_body
 from server.appkeys import DATABASE
+from server.caches import AGENT_CACHE
 from server.routing import OPERATOR, VIEWER, Call, Route, json_reply
 from server.schemas import ID_PATH, OFFSET_QUERY, limit_query, list_of, nullable, obj
 from server.services import force_runs, jobs
@@ -34,6 +35,8 @@ FORCE_STATUS = obj(["id", "token", "policy_id", "status", "targets", "counts", "
 async def force_target(call: Call) -> web.Response:
     reply = await call.app[DATABASE].run(force_runs.request_target, call.body["policy_id"],
                                          call.path["id"], call.admin.name)
+    # At once in this process; other processes' watchers see the new row within ~1 s.
+    call.app[AGENT_CACHE].invalidate(call.path["id"])
     return json_reply(reply, status=202)
 
 

@@ -1,0 +1,105 @@
+"""Registration and token rotation through real server processes, on both databases."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from server.models import AgentStatus, BootstrapToken, Target, TargetGroup
+from tests.harness import ServerProcess, http
+from tests.server.test_agent_fixtures import agent, create_group, direct_db, register
+
+HEARTBEAT = {"agent_version": "1.0.0", "uptime_seconds": 1}
+
+
+def _register(server: ServerProcess, token: str | None, hostname: str):  # type: ignore[no-untyped-def]
+    return http("POST", server.url + "/api/v1/agent/register", token=token,
+                json_body={"hostname": hostname, "agent_version": "1.0.0",
+                           "system_info": {"cpus": 8}})
+
+
+def test_register_creates_target_status_and_group(live_server: ServerProcess) -> None:
+    create_group(live_server, "ml", priority=3, poll_interval_seconds=20)
+    reply = _register(live_server, live_server.bootstrap_token("--group", "ml"), "gpu-01")
+    assert reply.status == 201, reply.body
+    assert set(reply.json) == {"target_id", "agent_token", "poll_interval_seconds",
+                               "heartbeat_interval_seconds"}
+    assert reply.json["poll_interval_seconds"] == 20
+    assert reply.json["heartbeat_interval_seconds"] == 30
+    assert reply.json["agent_token"].startswith("aami_agt_")
+    with direct_db(live_server.database_url):
+        target = Target.get(Target.hostname == "gpu-01")
+        assert target.id == reply.json["target_id"]
+        assert TargetGroup.select().where(TargetGroup.target == target.id).count() == 1
+        status = AgentStatus.get(AgentStatus.target == target.id)
+        assert status.agent_version == "1.0.0" and status.system_info == {"cpus": 8}
+    ok = agent(live_server, "POST", "/heartbeat", reply.json["agent_token"], json_body=HEARTBEAT)
+    assert ok.status == 200
+
+    missing = http("POST", live_server.url + "/api/v1/agent/register",
+                   token=live_server.bootstrap_token(), json_body={"agent_version": "1"})
+    assert missing.status == 400 and missing.json["details"]["field"] == "body.hostname"
+    bad_host = _register(live_server, live_server.bootstrap_token(), "-bad host")
+    assert bad_host.status == 400 and bad_host.json["details"]["field"] == "body.hostname"
+
+
+def test_bootstrap_token_limits(live_server: ServerProcess) -> None:
+    once = live_server.bootstrap_token("--max-uses", "1")
+    assert _register(live_server, once, "a-1").status == 201
+    used = _register(live_server, once, "a-2")
+    assert used.status == 401 and used.json["code"] == "INVALID_TOKEN"
+
+    expiring = live_server.bootstrap_token("--expires", "1s")
+    time.sleep(1.2)
+    expired = _register(live_server, expiring, "a-3")
+    assert expired.status == 401 and expired.json["code"] == "INVALID_TOKEN"
+
+    nothing = _register(live_server, None, "a-4")
+    assert nothing.status == 401
+    forged = _register(live_server, "aami_bst_forged", "a-5")
+    assert forged.status == 401 and forged.json["code"] == "INVALID_TOKEN"
+    admin = _register(live_server, live_server.token("admin"), "a-6")
+    assert admin.status == 403
+
+
+def test_concurrent_registrations_cannot_exceed_max_uses(live_server: ServerProcess) -> None:
+    token = live_server.bootstrap_token("--max-uses", "5")
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        replies = list(pool.map(lambda i: _register(live_server, token, f"race-{i:02d}"),
+                                range(12)))
+    statuses = sorted(r.status for r in replies)
+    assert statuses.count(201) == 5, statuses
+    assert set(statuses) == {201, 401}
+    with direct_db(live_server.database_url):
+        assert BootstrapToken.get().uses == 5
+        assert Target.select().count() == 5
+
+
+def test_rebind_needs_allow_rebind(live_server: ServerProcess) -> None:
+    target_id, old_token = register(live_server, "reimaged")
+    conflict = _register(live_server, live_server.bootstrap_token(), "reimaged")
+    assert conflict.status == 409 and conflict.json["code"] == "CONFLICT"
+    assert conflict.json["details"]["target_id"] == target_id
+    # The failed attempt did not consume the bootstrap token's use.
+    with direct_db(live_server.database_url):
+        assert [t.uses for t in BootstrapToken.select().order_by(BootstrapToken.id)][-1] == 0
+
+    rebind = _register(live_server, live_server.bootstrap_token("--allow-rebind"), "reimaged")
+    assert rebind.status == 201 and rebind.json["target_id"] == target_id
+    new_token = rebind.json["agent_token"]
+    assert agent(live_server, "POST", "/heartbeat", new_token, json_body=HEARTBEAT).status == 200
+    # The old token is revoked at once in this process (and within 5 s in others).
+    gone = agent(live_server, "POST", "/heartbeat", old_token, json_body=HEARTBEAT)
+    assert gone.status == 401 and gone.json["code"] == "INVALID_TOKEN"
+
+
+def test_rotate_token(live_server: ServerProcess) -> None:
+    _, token = register(live_server, "rotor")
+    assert agent(live_server, "GET", "/config", token).status == 200  # now cached
+    rotated = agent(live_server, "POST", "/rotate-token", token)
+    assert rotated.status == 200, rotated.body
+    new = rotated.json["agent_token"]
+    assert new != token and new.startswith("aami_agt_")
+    assert agent(live_server, "GET", "/config", token).status == 401
+    assert agent(live_server, "GET", "/config", new).json["hostname"] == "rotor"
+    assert agent(live_server, "POST", "/rotate-token", token).status == 401
