@@ -46,8 +46,15 @@ MAX_CONTROL_BYTES = 4 * 1024 * 1024
 @dataclass(frozen=True)
 class BundleFile:
     path: str  # inside the bundle, relative to its top directory
-    source: Path
+    source: Path | None  # a file on disk, or None when `data` holds the bytes
     mode: int = 0o644
+    data: bytes | None = None
+
+    def digest(self) -> str:
+        if self.data is not None:
+            return hashlib.sha256(self.data).hexdigest()
+        assert self.source is not None
+        return _sha256_file(self.source)
 
 
 @dataclass(frozen=True)
@@ -72,12 +79,23 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
     tar.addfile(info, io.BytesIO(data))
 
 
+def _add_file(tar: tarfile.TarFile, name: str, item: BundleFile) -> None:
+    if item.data is not None:
+        _add_bytes(tar, name, item.data, item.mode)
+        return
+    assert item.source is not None
+    info = tar.gettarinfo(str(item.source), arcname=name)
+    info.mode, info.uid, info.gid, info.uname, info.gname = item.mode, 0, 0, "", ""
+    with item.source.open("rb") as handle:
+        tar.addfile(info, handle)
+
+
 def write_bundle(out: Path, top: str, files: Iterable[BundleFile], release_private_pem: bytes,
                  progress: Progress | None = None) -> VerifiedBundle:
     files = sorted(files, key=lambda f: f.path)
     digests = {}
     for index, item in enumerate(files, start=1):
-        digests[item.path] = _sha256_file(item.source)
+        digests[item.path] = item.digest()
         if progress:
             progress("hashing", index, len(files))
     manifest = build_manifest(digests)
@@ -87,16 +105,15 @@ def write_bundle(out: Path, top: str, files: Iterable[BundleFile], release_priva
     try:
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
             for index, item in enumerate(files, start=1):
-                info = tar.gettarinfo(str(item.source), arcname=f"{top}/{item.path}")
-                info.mode, info.uid, info.gid, info.uname, info.gname = item.mode, 0, 0, "", ""
-                with item.source.open("rb") as handle:
-                    tar.addfile(info, handle)
+                _add_file(tar, f"{top}/{item.path}", item)
                 if progress:
                     progress("packing", index, len(files))
             _add_bytes(tar, f"{top}/{MANIFEST}", manifest)
             _add_bytes(tar, f"{top}/{MANIFEST_SIG}", signed.raw_signature)
+            # The one canonical spelling install.sh rebuilds and compares byte for byte.
             _add_bytes(tar, f"{top}/{MANIFEST_DSSE}",
-                       json.dumps(signed.envelope.to_json(), indent=2).encode() + b"\n")
+                       json.dumps(signed.envelope.to_json(), separators=(",", ":")).encode()
+                       + b"\n")
             tar.close()
             raw.flush()
             os.fsync(raw.fileno())

@@ -1,11 +1,13 @@
 """What goes into an offline bundle, gathered from the project tree.
 
-Layout inside the archive (one top directory `aami-bundle-<version>/`):
+Layout inside the archive (one top directory `aami-bundle-<version>/`), the one
+`packaging/install.sh` and docs/install.md expect:
 
+    VERSION
     bin/aami-agent  bin/aami-agent-static  bin/aami-server  bin/aami
     systemd/*.service  systemd/*.conf
-    install.sh  install-agent.sh
-    keys/trusted/*.pub          publisher keys nodes will trust
+    install.sh  install-agent.sh  docs/install.md
+    trusted-keys/*.pub          publisher keys nodes will trust
     scripts/*.signed.json       optional signed scripts to import
     policies/*.yaml             optional policies to import
     MANIFEST.sha256  MANIFEST.sha256.sig  MANIFEST.dsse.json
@@ -33,10 +35,14 @@ class BuildInputs:
     trusted_keys_dir: Path | None = None
     scripts_dir: Path | None = None
     policies: tuple[Path, ...] = ()
+    version: str = "0.1.0"
 
 
 def collect(inputs: BuildInputs) -> list[BundleFile]:
-    files: list[BundleFile] = []
+    files: list[BundleFile] = [BundleFile("VERSION", None, data=f"{inputs.version}\n".encode())]
+    docs = inputs.project_root / "docs" / "install.md"
+    if docs.is_file():
+        files.append(BundleFile("docs/install.md", docs))
     for name in BINARIES:
         source = inputs.dist_dir / name
         if not source.is_file():
@@ -58,7 +64,7 @@ def collect(inputs: BuildInputs) -> list[BundleFile]:
         keys = sorted(inputs.trusted_keys_dir.glob("*.pub"))
         if not keys:
             raise BuildError(f"--trusted-keys {inputs.trusted_keys_dir}: no *.pub files")
-        files += [BundleFile(f"keys/trusted/{k.name}", k) for k in keys]
+        files += [BundleFile(f"trusted-keys/{k.name}", k) for k in keys]
     if inputs.scripts_dir is not None:
         scripts = sorted(inputs.scripts_dir.glob("*.signed.json"))
         if not scripts:

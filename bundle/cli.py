@@ -81,6 +81,7 @@ def _build(args: argparse.Namespace, progress: Progress) -> int:
         trusted_keys_dir=Path(args.trusted_keys) if args.trusted_keys else None,
         scripts_dir=Path(args.scripts) if args.scripts else None,
         policies=tuple(Path(p) for p in args.policies),
+        version=args.bundle_version,
     )
     start = time.monotonic()
     out = Path(args.out)
