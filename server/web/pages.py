@@ -13,13 +13,19 @@ from server.routing import PUBLIC, Call, Route
 PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def page(method: str, path: str, handler: PageHandler) -> Route:
+QUERY_TEXT = {"type": "string", "maxLength": 2048}
+
+
+def page(method: str, path: str, handler: PageHandler, query: tuple[str, ...] = ()) -> Route:
+    """A UI route; `query` names the query parameters the page reads (the router
+    refuses any other, as it does for the API). Values arrive as text and the page
+    parses them itself, so a bad value is shown next to its field, not as a 400."""
     async def call_handler(call: Call) -> web.StreamResponse:
         return await handler(call.request)
 
     call_handler.__name__ = handler.__name__
     return Route(method, path, call_handler, handler.__doc__ or handler.__name__, PUBLIC,
-                 "web-ui", in_openapi=False)
+                 "web-ui", query={name: QUERY_TEXT for name in query}, in_openapi=False)
 
 
 def int_param(request: web.Request, name: str) -> int:

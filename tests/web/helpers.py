@@ -4,15 +4,17 @@ and APIs (publisher key, signed script, group, policy, agents)."""
 
 from __future__ import annotations
 
-import http.cookiejar
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,7 @@ class UiClient:
 
     def __init__(self, base_url: str) -> None:
         self.base = base_url
-        self.jar = http.cookiejar.CookieJar()
+        self.jar = CookieJar()
         self.opener = urllib.request.build_opener(
             urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect())
 
@@ -161,3 +163,16 @@ class FakeNode:
         reply = http("GET", self.server.url + "/api/v1/agent/assignments", token=self.token)
         assert reply.status == 200, reply.body
         return list(reply.json["assignments"])
+
+    def wait_for(self, check: Callable[[list[dict[str, Any]]], Any], timeout: float = 10
+                 ) -> Any:
+        """Poll assignments (as an agent does) until `check` returns something truthy:
+        servers refresh their assignment caches about once a second."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assignments = self.assignments()
+            found = check(assignments)
+            if found or time.monotonic() > deadline:
+                assert found, assignments
+                return found
+            time.sleep(0.2)

@@ -107,7 +107,7 @@ async def static(request: web.Request) -> web.StreamResponse:
 ROUTES = [
     page("GET", "/", root),
     page("GET", "/ui", root),
-    page("GET", "/ui/login", login_page),
+    page("GET", "/ui/login", login_page, ("next",)),
     page("POST", "/ui/login", login_submit),
     page("POST", "/ui/logout", logout),
     page("GET", "/ui/static/{name}", static),

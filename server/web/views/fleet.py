@@ -137,7 +137,7 @@ async def bootstrap_revoke(request: web.Request) -> web.StreamResponse:
 ROUTES = [
     page("GET", "/ui/groups", group_list),
     page("POST", "/ui/groups", group_create),
-    page("GET", "/ui/groups/{id}", group_detail),
+    page("GET", "/ui/groups/{id}", group_detail, ("offset",)),
     page("GET", "/ui/bootstrap-tokens", bootstrap_list),
     page("POST", "/ui/bootstrap-tokens", bootstrap_create),
     page("POST", "/ui/bootstrap-tokens/{id}/revoke", bootstrap_revoke),

@@ -25,7 +25,7 @@ from server.web.charts import bar_chart
 from server.web.middleware import require_role
 from server.web.pages import int_param, page, see_other
 from server.web.render import render
-from server.web.views.targets import HISTORY_PAGE, HistoryFilters
+from server.web.views.targets import HISTORY_PAGE, HISTORY_QUERY, HistoryFilters
 
 FORM_FIELDS = ("name", "script", "version", "scope", "group", "target", "params", "mode",
                "interval", "timeout", "run_as", "priority")
@@ -191,10 +191,10 @@ async def policy_set_enabled(request: web.Request) -> web.StreamResponse:
 
 
 ROUTES = [
-    page("GET", "/ui/policies", policy_list),
-    page("GET", "/ui/policies/new", policy_new),
+    page("GET", "/ui/policies", policy_list, ("name", "scope", "enabled")),
+    page("GET", "/ui/policies/new", policy_new, ("script",)),
     page("POST", "/ui/policies/new", policy_save),
-    page("GET", "/ui/policies/{id}", policy_detail),
+    page("GET", "/ui/policies/{id}", policy_detail, HISTORY_QUERY),
     page("GET", "/ui/policies/{id}/edit", policy_edit),
     page("POST", "/ui/policies/{id}/edit", policy_save),
     page("POST", "/ui/policies/{id}/enabled", policy_set_enabled),

@@ -18,6 +18,7 @@ from server.web.pages import int_param, page
 from server.web.render import render
 
 PAGE_SIZE = 50
+HISTORY_QUERY = ("script", "success", "since", "until", "cursor")
 HISTORY_PAGE = 25
 SIX_HOURS = 6 * 3600
 
@@ -118,7 +119,7 @@ async def execution_list(request: web.Request) -> web.StreamResponse:
 
 
 ROUTES = [
-    page("GET", "/ui/executions", execution_list),
-    page("GET", "/ui/targets", target_list),
-    page("GET", "/ui/targets/{id}", target_detail),
+    page("GET", "/ui/executions", execution_list, HISTORY_QUERY),
+    page("GET", "/ui/targets", target_list, ("hostname", "group", "status", "offset")),
+    page("GET", "/ui/targets/{id}", target_detail, HISTORY_QUERY),
 ]
