@@ -147,12 +147,13 @@ download_all() {
     fi
     local path
     while IFS= read -r path; do
-        [[ $path =~ ^trusted-keys/[A-Za-z0-9._-]+\.pub$ ]] || fail "$MANIFEST: unsafe key path: $path"
+        [[ $path =~ ^(trusted-keys|keys/trusted)/[A-Za-z0-9._-]+\.pub$ ]] \
+            || fail "$MANIFEST: unsafe key path: $path"
         download_verified "$path"
-    done < <(awk 'length($1) == 64 && substr($0, 67) ~ /^trusted-keys\// { print substr($0, 67) }' \
-        "$WORK/$MANIFEST")
-    say "verified: aami-agent, its unit and $(find "$WORK/files/trusted-keys" -name '*.pub' 2>/dev/null \
-        | wc -l) trusted key(s) match the manifest"
+    done < <(awk 'length($1) == 64 && substr($0, 67) ~ /^(trusted-keys|keys\/trusted)\// {
+        print substr($0, 67) }' "$WORK/$MANIFEST")
+    say "verified: aami-agent, its unit and $(find "$WORK/files" -name '*.pub' | wc -l)" \
+        "trusted key(s) match the manifest"
 }
 
 atomic_install() {  # $1 source, $2 destination, $3 mode
@@ -197,7 +198,7 @@ install_files() {
             "$(root_path /usr/lib/sysusers.d/aami-agent.conf)" 0644
     fi
     mkdir -p -- "$etc/trusted-keys"
-    for key in "$WORK"/files/trusted-keys/*.pub; do
+    for key in "$WORK"/files/trusted-keys/*.pub "$WORK"/files/keys/trusted/*.pub; do
         [[ -f $key ]] || continue
         name=$(basename -- "$key")
         if [[ ! -e $etc/trusted-keys/$name ]]; then

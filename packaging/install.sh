@@ -111,15 +111,20 @@ key_id() {  # DSSE key id: hex SHA-256 of the raw 32-byte Ed25519 public key
 }
 
 verify_envelope() {  # $1: dir holding the manifest and its DSSE envelope
-    local dir=$1 sig expected
+    local dir=$1 sig payload keyid
     [[ -f $dir/$ENVELOPE ]] || fail "$ENVELOPE is missing: the bundle is incomplete"
-    # The envelope has one canonical spelling (docs/install.md), rebuilt here from
-    # the manifest and the key and compared byte for byte: any edit is refused.
-    sig=$(sed -n 's/^.*"sig":"\([A-Za-z0-9+\/=]*\)"}]}$/\1/p' "$dir/$ENVELOPE" | head -n1)
-    expected=$(printf '{"payloadType":"%s","payload":"%s","signatures":[{"keyid":"%s","sig":"%s"}]}' \
-        "$PAYLOAD_TYPE" "$(base64 -w0 <"$dir/$MANIFEST")" "$(key_id)" "$sig")
-    cmp -s "$dir/$ENVELOPE" <(printf '%s\n' "$expected") \
-        || fail "$ENVELOPE: not the release key's envelope over $MANIFEST"
+    # The envelope has two accepted spellings (docs/install.md: compact, or
+    # json.dumps indent=2), rebuilt here from the manifest and the key and compared
+    # byte for byte: any other byte, anywhere, is refused.
+    sig=$(grep -o '"sig": *"[A-Za-z0-9+/=]*"' "$dir/$ENVELOPE" | head -n1 | sed 's/.*"\([^"]*\)"$/\1/')
+    payload=$(base64 -w0 <"$dir/$MANIFEST")
+    keyid=$(key_id)
+    if ! cmp -s "$dir/$ENVELOPE" <(printf '{"payloadType":"%s","payload":"%s","signatures":[{"keyid":"%s","sig":"%s"}]}\n' \
+            "$PAYLOAD_TYPE" "$payload" "$keyid" "$sig") \
+        && ! cmp -s "$dir/$ENVELOPE" <(printf '{\n  "payloadType": "%s",\n  "payload": "%s",\n  "signatures": [\n    {\n      "keyid": "%s",\n      "sig": "%s"\n    }\n  ]\n}\n' \
+            "$PAYLOAD_TYPE" "$payload" "$keyid" "$sig"); then
+        fail "$ENVELOPE: not the release key's envelope over $MANIFEST"
+    fi
     # DSSE signs PAE(type, body) = "DSSEv1 LEN(type) type LEN(body) body".
     { printf 'DSSEv1 %d %s %d ' "${#PAYLOAD_TYPE}" "$PAYLOAD_TYPE" "$(wc -c <"$dir/$MANIFEST")"
       cat -- "$dir/$MANIFEST"; } >"$dir/.pae"
@@ -236,7 +241,8 @@ install_config() {  # first install only: release key, trusted keys, default ser
     etc=$(root_path /etc/aami)
     mkdir -p -- "$etc/trusted-keys"
     [[ -f $etc/release.pub ]] || atomic_copy "$KEY" "$etc/release.pub" 0644
-    for key in "$STAGING"/release/trusted-keys/*.pub; do
+    # trusted-keys/ is the documented place; keys/trusted/ is accepted too.
+    for key in "$STAGING"/release/trusted-keys/*.pub "$STAGING"/release/keys/trusted/*.pub; do
         [[ -f $key ]] || continue
         name=$(basename -- "$key") target=$etc/trusted-keys/$name
         if [[ ! -e $target ]]; then

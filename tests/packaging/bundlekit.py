@@ -53,7 +53,7 @@ def program_text(name: str, version: str) -> str:
     return f"#!/bin/sh\necho '{name} {version}' \"$@\"\n"
 
 
-def write_payload(root: Path, version: str) -> None:
+def write_payload(root: Path, version: str, keys_dir: str = "trusted-keys") -> None:
     (root / "VERSION").write_text(version + "\n")
     for name in PROGRAMS:
         program = root / "bin" / name
@@ -65,13 +65,13 @@ def write_payload(root: Path, version: str) -> None:
         shutil.copy2(REPO / "packaging" / script, root / script)
     (root / "docs").mkdir()
     shutil.copy2(REPO / "docs" / "install.md", root / "docs" / "install.md")
-    publisher = make_release_key(root / "trusted-keys", "ops")
+    publisher = make_release_key(root / keys_dir, "ops")
     publisher.private.unlink()  # a bundle carries public keys only
     (root / "scripts").mkdir()
     (root / "scripts" / "disk-usage.signed.json").write_text('{"example": true}\n')
 
 
-def sign_bundle(root: Path, key: ReleaseKey) -> None:
+def sign_bundle(root: Path, key: ReleaseKey, *, indent: int | None = None) -> None:
     """MANIFEST.sha256 (real sha256sum), its raw signature and the DSSE envelope."""
     from trust.envelope import sign_envelope
 
@@ -84,16 +84,19 @@ def sign_bundle(root: Path, key: ReleaseKey) -> None:
     (root / "MANIFEST.sha256").write_text(manifest)
     openssl_sign(key, root / "MANIFEST.sha256", root / "MANIFEST.sha256.sig")
     envelope = sign_envelope(PAYLOAD_TYPE, manifest.encode(), key.private.read_bytes())
-    (root / "MANIFEST.dsse.json").write_text(
-        json.dumps(envelope.to_json(), separators=(",", ":")) + "\n"
-    )
+    text = (json.dumps(envelope.to_json(), indent=indent) if indent
+            else json.dumps(envelope.to_json(), separators=(",", ":")))
+    (root / "MANIFEST.dsse.json").write_text(text + "\n")
 
 
-def build_bundle(directory: Path, version: str, key: ReleaseKey) -> Path:
+def build_bundle(directory: Path, version: str, key: ReleaseKey, *,
+                 keys_dir: str = "trusted-keys", indent: int | None = None) -> Path:
+    """A signed bundle; `keys_dir` and `indent` choose between the accepted
+    spellings (docs/install.md)."""
     root = directory / f"aami-bundle-{version}"
     root.mkdir(parents=True)
-    write_payload(root, version)
-    sign_bundle(root, key)
+    write_payload(root, version, keys_dir)
+    sign_bundle(root, key, indent=indent)
     return root
 
 

@@ -269,15 +269,18 @@ def test_first_install_without_a_key_is_a_usage_error(tmp_path: Path, key: Relea
     assert run_install(destdir, "--bogus").returncode == 2
 
 
-def test_documented_standard_tool_verification(tmp_path: Path, key: ReleaseKey) -> None:
+@pytest.mark.parametrize("indent", [None, 2])
+def test_documented_standard_tool_verification(
+    tmp_path: Path, key: ReleaseKey, indent: int | None
+) -> None:
     """The docs/install.md commands, verbatim, accept a good bundle and its DSSE envelope."""
-    bundle = build_bundle(tmp_path / "b", "0.1.0", key)
+    bundle = build_bundle(tmp_path / "b", "0.1.0", key, indent=indent)
     docs = (REPO / "docs/install.md").read_text()
     block = docs.split("<!-- verify-commands -->")[1].split("```sh")[1].split("```")[0]
     script = f"set -euo pipefail\ncd {bundle}\nRELEASE_PUB={key.public}\n{block}"
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Signature Verified Successfully" in result.stdout
+    assert result.stdout.count("Signature Verified Successfully") == 2
     assert len(envelope_signature(bundle)) == 64
     # ...and reject the same bundle with one byte changed.
     flip_one_byte(bundle / "bin/aami-agent", 3)
@@ -293,3 +296,28 @@ def test_resigned_bundle_helper_signs_validly(tmp_path: Path, key: ReleaseKey,
     resign_manifest_only(bundle, key)
     result = run_install(destdir, "--bundle", str(bundle), "--key", str(key.public))
     assert result.returncode == 0, result.stderr
+
+
+def test_indented_envelope_and_keys_trusted_layout_are_accepted(
+    tmp_path: Path, key: ReleaseKey, destdir: Path
+) -> None:
+    bundle = build_bundle(tmp_path / "b", "0.1.0", key, keys_dir="keys/trusted", indent=2)
+    assert (bundle / "MANIFEST.dsse.json").read_text().startswith('{\n  "payloadType": ')
+    result = run_install(destdir, "--bundle", str(bundle), "--key", str(key.public))
+    assert result.returncode == 0, result.stderr
+    assert (destdir / "etc/aami/trusted-keys/ops.pub").read_bytes() == (
+        bundle / "keys/trusted/ops.pub"
+    ).read_bytes()
+
+
+def test_whitespace_edits_to_the_envelope_are_refused(
+    tmp_path: Path, key: ReleaseKey, destdir: Path
+) -> None:
+    """Same JSON meaning, different bytes: still a changed file, still refused."""
+    bundle = build_bundle(tmp_path / "b", "0.1.0", key, indent=2)
+    envelope = bundle / "MANIFEST.dsse.json"
+    envelope.write_text(envelope.read_text().replace("  ", "\t", 1))
+    result = run_install(destdir, "--bundle", str(bundle), "--key", str(key.public))
+    assert result.returncode == 1
+    assert "MANIFEST.dsse.json: not the release key's envelope" in result.stderr
+    assert snapshot(destdir) == {}

@@ -286,3 +286,17 @@ def test_usage_errors_exit_2(destdir: Path, args: list[str], message: str) -> No
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_keys_trusted_layout_is_accepted(tmp_path: Path, key: ReleaseKey, destdir: Path) -> None:
+    bundle = build_bundle(tmp_path / "alt", "0.1.0", key, keys_dir="keys/trusted")
+    srv = ReleaseServer(bundle)
+    try:
+        result = run_script(destdir, "--server", srv.url, "--token", TOKEN,
+                            "--release-key", str(key.public))
+    finally:
+        srv.close()
+    assert result.returncode == 0, result.stderr
+    assert (destdir / "etc/aami/trusted-keys/ops.pub").read_bytes() == (
+        bundle / "keys/trusted/ops.pub"
+    ).read_bytes()
