@@ -17,6 +17,9 @@ from server.db import is_postgres
 from server.models import Policy, ScriptExecution, database_proxy
 from server.web.charts import Bucket
 
+# peewee's implicit primary keys are invisible to the type checker.
+POLICY_ID: Any = Policy._meta.primary_key
+
 
 @dataclass(frozen=True)
 class Window:
@@ -82,9 +85,10 @@ def failing_policies(since: datetime, limit: int = 10) -> list[dict[str, Any]]:
                    ScriptExecution.script_policy.is_null(False))
             .group_by(ScriptExecution.script_policy)
             .order_by(failures.desc()).limit(limit).dicts())
-    found = list(rows)
-    names = dict(Policy.select(Policy.id, Policy.name)
-                 .where(Policy.id.in_([r["script_policy"] for r in found])).tuples())
+    found: list[Any] = list(rows)
+    pairs: Any = (Policy.select(POLICY_ID, Policy.name)
+                  .where(POLICY_ID.in_([r["script_policy"] for r in found])).tuples())
+    names: dict[int, str] = dict(pairs)
     return [{"policy_id": r["script_policy"], "name": names.get(r["script_policy"], "?"),
              "failures": r["failures"], "targets": r["targets"], "last": r["last"]}
             for r in found]
@@ -97,26 +101,27 @@ def policies_for_target(target_id: int) -> list[dict[str, Any]]:
     from server.models import TargetGroup
 
     group_ids = TargetGroup.select(TargetGroup.group).where(TargetGroup.target == target_id)
-    rows = (Policy.select(Policy.id, Policy.name, Policy.script_name, Policy.scope)
+    rows: Any = (Policy.select(POLICY_ID, Policy.name, Policy.script_name, Policy.scope)
             .where(Policy.enabled == True,  # noqa: E712
                    (Policy.scope == "global")
                    | ((Policy.scope == "group") & Policy.group.in_(group_ids))
                    | ((Policy.scope == "target") & (Policy.target == target_id)))
             .order_by(Policy.name).dicts())
-    return list(rows)
+    return list[dict[str, Any]](rows)
 
 
 def policies_for_group(group_id: int) -> list[dict[str, Any]]:
     """Enabled policies a group force-run may name: global ones and the group's own."""
-    rows = (Policy.select(Policy.id, Policy.name, Policy.script_name, Policy.scope)
+    rows: Any = (Policy.select(POLICY_ID, Policy.name, Policy.script_name, Policy.scope)
             .where(Policy.enabled == True,  # noqa: E712
                    (Policy.scope == "global")
                    | ((Policy.scope == "group") & (Policy.group == group_id)))
             .order_by(Policy.name).dicts())
-    return list(rows)
+    return list[dict[str, Any]](rows)
 
 
 def script_names() -> list[str]:
     from server.models import Script
 
-    return [r[0] for r in Script.select(Script.name).distinct().order_by(Script.name).tuples()]
+    rows: Any = Script.select(Script.name).distinct().order_by(Script.name).tuples()
+    return [r[0] for r in rows]

@@ -99,7 +99,8 @@ def login(secret: str, now: datetime | None = None) -> tuple[str, UiUser]:
     token.last_used_at = now
     token.save(only=[ApiToken.last_used_at])
     UiSession.delete().where(UiSession.expires_at < now).execute()  # sweep old rows
-    return session_id, UiUser(row.id, token.id, token.name, Role(token.role), row.csrf_token)
+    token_id: int = token.get_id()
+    return session_id, UiUser(row.id, token_id, token.name, Role(token.role), row.csrf_token)
 
 
 def resolve(session_id: str, now: datetime | None = None) -> UiUser | None:

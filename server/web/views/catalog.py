@@ -18,6 +18,7 @@ from server.services import publisher_keys, scripts
 from server.tokens import Role
 from server.web.middleware import require_role
 from server.web.pages import int_param, page, see_other
+from server.web.queries import POLICY_ID
 from server.web.render import render
 
 
@@ -33,7 +34,7 @@ def _script_data(name: str, version: str | None) -> dict[str, Any]:
     chosen = version or versions[0]["version"]
     detail = scripts.read_version(name, chosen, include_content=False)
     content = bytes(scripts.get_version(name, chosen).content)
-    using = list(Policy.select(Policy.id, Policy.name, Policy.version, Policy.enabled)
+    using = list(Policy.select(POLICY_ID, Policy.name, Policy.version, Policy.enabled)
                  .where(Policy.script_name == name).order_by(Policy.name).dicts())
     return {"versions": versions, "script": detail, "policies": using,
             "content": content.decode("utf-8", errors="replace")[:200_000]}

@@ -17,6 +17,7 @@ from server.tokens import Role
 from server.web import queries
 from server.web.middleware import require_role
 from server.web.pages import int_param, page, see_other
+from server.web.queries import POLICY_ID
 from server.web.render import render
 from units import parse_duration
 
@@ -64,7 +65,7 @@ def _group_data(group_id: int, offset: int) -> dict[str, Any]:
     group = groups.get(group_id)
     members, total = targets.list_targets(hostname=None, group=group.name, status=None,
                                           limit=MEMBERS_PAGE, offset=offset)
-    scoped = list(Policy.select(Policy.id, Policy.name, Policy.script_name, Policy.enabled)
+    scoped = list(Policy.select(POLICY_ID, Policy.name, Policy.script_name, Policy.enabled)
                   .where(Policy.group == group_id).order_by(Policy.name).dicts())
     return {"group": groups.to_wire(group), "members": members, "total": total,
             "policies": scoped, "runnable": queries.policies_for_group(group_id)}

@@ -4,6 +4,8 @@ status page that refreshes itself until every target has reported."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from server.api.operations.background import JOB_RUNNER, fan_out_body
@@ -57,10 +59,8 @@ async def force_group(request: web.Request) -> web.StreamResponse:
 
 
 def _find(kind: str, name: str) -> int:
-    if kind == "target":
-        row = Target.get_or_none(Target.hostname == name)
-    else:
-        row = Group.get_or_none(Group.name == name)
+    row: Any = (Target.get_or_none(Target.hostname == name) if kind == "target"
+                else Group.get_or_none(Group.name == name))
     if row is None:
         raise NotFound(f"{kind} {name!r} does not exist", details={"field": kind})
     return int(row.id)
