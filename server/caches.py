@@ -176,3 +176,4 @@ class AgentCache:
 
 AGENT_CACHE: web.AppKey[AgentCache] = web.AppKey("agent_cache")
 STATUS_BUFFER: web.AppKey[StatusBuffer] = web.AppKey("status_buffer")
+REGISTRATION_GATE: web.AppKey[asyncio.Semaphore] = web.AppKey("registration_gate")

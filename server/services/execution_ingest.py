@@ -3,7 +3,8 @@
 * Idempotent by the execution id the agent made before running: rows are inserted
   with `ON CONFLICT DO NOTHING ... RETURNING id`, so a retried (or concurrently
   duplicated) batch stores nothing twice, and only the ids actually inserted move
-  the counters in `agent_status` or complete a force-run.
+  the counters in `agent_status` (through the coalesced status writes of
+  `server.services.heartbeats`) or complete a force-run.
 * An id that already exists, whoever sent it, is a duplicate: an agent can never
   overwrite another target's row by reusing its id.
 * The execution is always stored under the caller's target. Its `policy_id` is
@@ -24,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from server.errors import ValidationFailed
-from server.models import AgentStatus, Policy, ScriptExecution, database_proxy, utcnow
+from server.models import Policy, ScriptExecution, database_proxy, utcnow
 from server.services import force_runs
 from server.timefmt import parse_iso
 
@@ -37,6 +38,7 @@ class IngestResult:
     accepted: int
     duplicates: int
     inserted_ids: tuple[str, ...] = ()
+    succeeded: int = 0  # of the inserted ones
 
 
 def truncate_tail(text: str, limit: int) -> str:
@@ -107,18 +109,12 @@ def ingest(target_id: int, items: Sequence[dict[str, Any]], allowed_policies: Co
                 row["script_policy"] = None
         inserted = set(_insert_new(unique))
         new_rows = [r for r in unique if r["id"] in inserted]
-        if new_rows:
-            succeeded = sum(1 for r in new_rows if r["success"])
-            AgentStatus.update(
-                scripts_total=AgentStatus.scripts_total + len(new_rows),
-                scripts_success=AgentStatus.scripts_success + succeeded,
-                scripts_failed=AgentStatus.scripts_failed + (len(new_rows) - succeeded),
-            ).where(AgentStatus.target == target_id).execute()
-            for row in new_rows:
-                if row["force_token"]:
-                    force_runs.mark_done(target_id, row["force_token"], row["id"],
-                                         row["success"])
-    return IngestResult(len(inserted), len(items) - len(inserted), tuple(sorted(inserted)))
+        for row in new_rows:
+            if row["force_token"]:
+                force_runs.mark_done(target_id, row["force_token"], row["id"], row["success"])
+    # The caller adds the counts to agent_status through the status buffer.
+    return IngestResult(len(inserted), len(items) - len(inserted), tuple(sorted(inserted)),
+                        sum(1 for r in new_rows if r["success"]))
 
 
 def _insert_new(rows: list[dict[str, Any]]) -> list[str]:

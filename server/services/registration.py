@@ -3,9 +3,8 @@
 Rules, each with the attack or accident it stops:
 
 * The bootstrap token's use is counted by one conditional UPDATE (`uses < max_uses`,
-  not revoked, not expired) inside the registration transaction: two concurrent
-  registrations cannot both take the last use (token replay), and a registration
-  that fails later (409) rolls its use back.
+  not revoked, not expired): two concurrent registrations cannot both take the last
+  use (token replay). A registration that fails afterwards (409) gives it back.
 * A hostname that already has a live agent token is not taken over unless the
   bootstrap token says `allow_rebind` (a leaked bootstrap token must not let an
   attacker impersonate an existing node); with it, the old agent tokens are revoked
@@ -20,49 +19,57 @@ from typing import Any
 
 from peewee import IntegrityError
 
+from server.db import is_postgres
 from server.errors import Conflict, InvalidToken
 from server.models import (
     AgentStatus,
     AgentToken,
     BootstrapToken,
-    Group,
     Target,
     TargetGroup,
     database_proxy,
     utcnow,
 )
 from server.services import revision
-from server.services.agent_config import GroupInfo, Intervals, effective_intervals
 from server.tokens import TokenKind, new_token
 
 
 @dataclass(frozen=True)
 class Registration:
     target_id: int
+    hostname: str
     agent_token: str
-    intervals: Intervals
     revoked_hashes: tuple[str, ...]  # old agent tokens to drop from auth caches
 
 
-def _take_use(token_id: int) -> BootstrapToken:
+def take_use(token_id: int) -> None:
+    """Count one use, atomically, in a transaction of its own.
+
+    A whole fleet may register with one bootstrap token: its row is the hottest lock
+    in the system, so it is held only for this one UPDATE. On PostgreSQL the commit
+    does not wait for the disk: the registration transaction that follows commits
+    synchronously, and WAL is flushed in order, so by the time the agent holds its
+    token the use is durable too (and a crash before that loses both together).
+    """
     now = utcnow()
-    taken = (BootstrapToken.update(uses=BootstrapToken.uses + 1)
-             .where(BootstrapToken.id == token_id,
-                    BootstrapToken.uses < BootstrapToken.max_uses,
-                    BootstrapToken.revoked == False,  # noqa: E712
-                    BootstrapToken.expires_at.is_null() | (BootstrapToken.expires_at > now))
-             .execute())
+    with database_proxy.atomic():
+        if is_postgres(database_proxy.obj):
+            database_proxy.execute_sql("SET LOCAL synchronous_commit TO OFF")
+        taken = (BootstrapToken.update(uses=BootstrapToken.uses + 1)
+                 .where(BootstrapToken.id == token_id,
+                        BootstrapToken.uses < BootstrapToken.max_uses,
+                        BootstrapToken.revoked == False,  # noqa: E712
+                        BootstrapToken.expires_at.is_null()
+                        | (BootstrapToken.expires_at > now))
+                 .execute())
     if taken != 1:
         raise InvalidToken("the bootstrap token is used up, revoked or expired")
-    return BootstrapToken.get_by_id(token_id)
 
 
-def target_intervals(target_id: int, *, default_poll: int, default_heartbeat: int) -> Intervals:
-    groups = [GroupInfo(g.id, g.name, g.priority, g.poll_interval_seconds,
-                        g.heartbeat_interval_seconds)
-              for g in Group.select().join(TargetGroup).where(TargetGroup.target == target_id)]
-    return effective_intervals(groups, default_poll=default_poll,
-                               default_heartbeat=default_heartbeat)
+def give_back_use(token_id: int) -> None:
+    """Undo `take_use` for a registration that failed (e.g. 409)."""
+    BootstrapToken.update(uses=BootstrapToken.uses - 1).where(
+        BootstrapToken.id == token_id, BootstrapToken.uses > 0).execute()
 
 
 def _bind_existing(target: Target, allow_rebind: bool) -> tuple[str, ...]:
@@ -79,12 +86,27 @@ def _bind_existing(target: Target, allow_rebind: bool) -> tuple[str, ...]:
     return tuple(t.token_hash for t in live)
 
 
-def register(bootstrap_token_id: int, body: dict[str, Any], *, default_poll: int,
+def register(bootstrap_token_id: int, body: dict[str, Any], *,
              default_heartbeat: int) -> Registration:
+    """Bind an agent token to the target of `body["hostname"]` (created if new).
+
+    The agent's intervals are not computed here: the caller reads them from the
+    assignment cache, which the agent's first poll needs anyway.
+    """
+    take_use(bootstrap_token_id)
+    try:
+        return _register(bootstrap_token_id, body, default_heartbeat=default_heartbeat)
+    except BaseException:
+        give_back_use(bootstrap_token_id)
+        raise
+
+
+def _register(bootstrap_token_id: int, body: dict[str, Any], *,
+              default_heartbeat: int) -> Registration:
     hostname = body["hostname"]
     try:
         with database_proxy.atomic():
-            boot = _take_use(bootstrap_token_id)
+            boot = BootstrapToken.get_by_id(bootstrap_token_id)
             target = Target.get_or_none(Target.hostname == hostname)
             revoked: tuple[str, ...] = ()
             existed = target is not None
@@ -99,9 +121,7 @@ def register(bootstrap_token_id: int, body: dict[str, Any], *, default_poll: int
             if existed and joined:
                 # Membership of a known target changed: caches elsewhere may hold it.
                 revision.bump()
-            intervals = target_intervals(target.id, default_poll=default_poll,
-                                         default_heartbeat=default_heartbeat)
-            _upsert_status(target.id, body, intervals.heartbeat_interval_seconds)
+            _upsert_status(target.id, body, default_heartbeat, existed=existed)
             token = new_token(TokenKind.AGENT)
             AgentToken.create(target=target.id, token_hash=token.token_hash,
                               prefix=token.prefix)
@@ -109,14 +129,17 @@ def register(bootstrap_token_id: int, body: dict[str, Any], *, default_poll: int
         # Two agents registering one new hostname at the same moment: one wins.
         raise Conflict(f"hostname {hostname!r} was registered concurrently; retry",
                        details={"field": "hostname"}) from None
-    return Registration(target.id, token.secret, intervals, revoked)
+    return Registration(target.id, target.hostname, token.secret, revoked)
 
 
-def _upsert_status(target_id: int, body: dict[str, Any], heartbeat_interval: int) -> None:
+def _upsert_status(target_id: int, body: dict[str, Any], heartbeat_interval: int, *,
+                   existed: bool) -> None:
+    # The interval is refreshed by the agent's first heartbeat (the effective one).
     values = {"agent_version": str(body.get("agent_version", ""))[:64],
               "system_info": body.get("system_info") or {},
               "heartbeat_interval_seconds": heartbeat_interval}
-    updated = AgentStatus.update(**values).where(AgentStatus.target == target_id).execute()
+    updated = existed and AgentStatus.update(**values).where(
+        AgentStatus.target == target_id).execute()
     if not updated:
         AgentStatus.insert(target=target_id, **values).execute()
 

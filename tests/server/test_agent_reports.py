@@ -6,6 +6,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from server.models import AgentStatus, ScriptExecution, SecurityEvent
 from tests.conftest import fresh_database
 from tests.harness import ServerProcess
@@ -19,8 +21,6 @@ from tests.server.test_agent_fixtures import (
     register,
 )
 
-import pytest
-
 
 def _setup(server: ServerProcess, hostname: str) -> tuple[int, str, int, str]:
     sha = publish_script(server.database_url, "disk-usage", "1.0.0", b"#!/bin/sh\necho hi\n")
@@ -33,10 +33,17 @@ def _setup(server: ServerProcess, hostname: str) -> tuple[int, str, int, str]:
     return target_id, token, policy_id, sha
 
 
-def _status(server: ServerProcess, target_id: int) -> tuple[int, int, int]:
-    with direct_db(server.database_url):
-        row = AgentStatus.get(AgentStatus.target == target_id)
-    return row.scripts_total, row.scripts_success, row.scripts_failed
+def _status(server: ServerProcess, target_id: int, want: tuple[int, int, int]
+            ) -> tuple[int, int, int]:
+    """The counts, once they equal `want` or after 5 s (writes are coalesced, ~1 s)."""
+    deadline = time.monotonic() + 5
+    while True:
+        with direct_db(server.database_url):
+            row = AgentStatus.get(AgentStatus.target == target_id)
+        counts = (row.scripts_total, row.scripts_success, row.scripts_failed)
+        if counts == want or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)
 
 
 def test_executions_are_idempotent_and_counted(live_server: ServerProcess) -> None:
@@ -46,12 +53,14 @@ def test_executions_are_idempotent_and_counted(live_server: ServerProcess) -> No
     first = agent(live_server, "POST", "/executions", token, json_body={"executions": batch})
     assert first.status == 200, first.body
     assert first.json == {"accepted": 3, "duplicates": 0}
-    assert _status(live_server, target_id) == (3, 2, 1)
+    assert _status(live_server, target_id, (3, 2, 1)) == (3, 2, 1)
     # The agent lost the reply and retries the same batch, plus one new result.
     retry = agent(live_server, "POST", "/executions", token,
                   json_body={"executions": [*batch, execution(policy_id, sha)]})
     assert retry.json == {"accepted": 1, "duplicates": 3}
-    assert _status(live_server, target_id) == (4, 3, 1)
+    assert _status(live_server, target_id, (4, 3, 1)) == (4, 3, 1)
+    time.sleep(1.5)  # and they stay there: the duplicates moved nothing
+    assert _status(live_server, target_id, (4, 3, 1)) == (4, 3, 1)
     with direct_db(live_server.database_url):
         rows = {r.id: r for r in ScriptExecution.select()}
     assert len(rows) == 4
@@ -81,7 +90,7 @@ def test_outputs_are_truncated_keeping_the_tail(tmp_path: Path) -> None:
     config.write_text("limits: {max_output: 1KiB, max_execution_batch: 3}\n")
     with fresh_database("sqlite", tmp_path) as url, \
             ServerProcess.start(url, tmp_path, config=str(config)) as server:
-        target_id, token, policy_id, sha = _setup(server, "trunc-node")
+        _, token, policy_id, sha = _setup(server, "trunc-node")
         stdout = "".join(f"line {i}\n" for i in range(1000)) + "THE END\n"
         item = execution(policy_id, sha, stdout=stdout, stderr="é" * 5000,
                          error_message="x" * 3000)

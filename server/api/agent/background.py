@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server.appkeys import CONFIG, DATABASE
-from server.caches import AGENT_CACHE, STATUS_BUFFER, AgentCache
+from server.caches import AGENT_CACHE, REGISTRATION_GATE, STATUS_BUFFER, AgentCache
 from server.db import Database
 from server.services import heartbeats
 from server.services.heartbeats import StatusBuffer
@@ -27,11 +27,11 @@ FLUSH_SECONDS = 1.0
 async def flush_once(database: Database, buffer: StatusBuffer) -> int:
     if not len(buffer):
         return 0
-    pending, polls = buffer.take()
+    pending = buffer.take()
     try:
-        written = await database.run(heartbeats.flush, pending, polls)
+        written = await database.run(heartbeats.flush, pending)
     except Exception:
-        buffer.give_back(pending, polls)  # retried next period
+        buffer.give_back(pending)  # retried next period
         raise
     buffer.flushes += 1
     buffer.rows_written += written
@@ -57,6 +57,7 @@ async def agent_background_ctx(app: web.Application) -> AsyncIterator[None]:
     buffer = StatusBuffer()
     app[AGENT_CACHE] = cache
     app[STATUS_BUFFER] = buffer
+    app[REGISTRATION_GATE] = asyncio.Semaphore(max(1, config.db_threads // 2))
     tasks = [asyncio.create_task(cache.watch(), name="aami-revision-watcher"),
              asyncio.create_task(_flush_forever(database, buffer), name="aami-status-flush")]
     yield

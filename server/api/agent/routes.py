@@ -14,7 +14,7 @@ from aiohttp import web
 from server.api.agent import schemas as s
 from server.appkeys import AUTHENTICATOR, CONFIG, DATABASE
 from server.auth import Authenticator
-from server.caches import AGENT_CACHE, STATUS_BUFFER
+from server.caches import AGENT_CACHE, REGISTRATION_GATE, STATUS_BUFFER
 from server.errors import NotFound, PayloadTooLarge
 from server.models import utcnow
 from server.principal import BootstrapPrincipal
@@ -31,14 +31,19 @@ TAG = "agent"
 async def register(call: Call) -> web.Response:
     assert isinstance(call.principal, BootstrapPrincipal)
     config = call.app[CONFIG]
-    result = await call.app[DATABASE].run(
-        registration.register, call.principal.token_id, call.body,
-        default_poll=config.poll_interval_seconds,
-        default_heartbeat=config.heartbeat_interval_seconds)
+    # Registrations are the heaviest writes; a fleet arriving at once must not take
+    # every database thread from the polls and heartbeats of agents already running.
+    async with call.app[REGISTRATION_GATE]:
+        result = await call.app[DATABASE].run(
+            registration.register, call.principal.token_id, call.body,
+            default_heartbeat=config.heartbeat_interval_seconds)
     for old in result.revoked_hashes:
         call.app[AUTHENTICATOR].forget(old)
+    cache = call.app[AGENT_CACHE]
+    cache.invalidate(result.target_id)  # a re-bound target may have joined a group
+    view = await cache.view(result.target_id, result.hostname)
     return json_reply({"target_id": result.target_id, "agent_token": result.agent_token,
-                       **asdict(result.intervals)}, status=201)
+                       **asdict(view.intervals)}, status=201)
 
 
 async def rotate_token(call: Call) -> web.Response:
@@ -114,6 +119,7 @@ async def post_executions(call: Call) -> web.Response:
     result = await call.app[DATABASE].run(
         execution_ingest.ingest, view.target_id, items, allowed,
         call.app[CONFIG].limits.max_output_bytes)
+    call.app[STATUS_BUFFER].add_counts(view.target_id, result.accepted, result.succeeded)
     if result.accepted and any(i.get("force_token") for i in items):
         call.app[AGENT_CACHE].invalidate(view.target_id)  # the token is spent
     return json_reply({"accepted": result.accepted, "duplicates": result.duplicates})

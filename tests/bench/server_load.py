@@ -1,0 +1,372 @@
+"""Server load benchmark: simulated agents against real `aami-server` processes on PostgreSQL.
+
+    python -m tests.bench.server_load --agents 5000 --duration 300s --server-processes 1
+
+What it does, all on loopback and all bounded in time:
+
+1. creates a fresh PostgreSQL database (dropped at the end), starts K server
+   processes on it (each on its own port: a load balancer's view), and seeds an
+   admin token, a bootstrap token, two signed scripts and two global interval
+   policies running every 60 s;
+2. in THIS process (separate from the servers), simulates N agents with asyncio and
+   aiohttp: each registers at a jittered moment in the ramp, downloads its scripts,
+   then polls assignments every 30 s with its ETag, heart-beats every 30 s and
+   reports two executions every 60 s, each loop with a random phase;
+3. prints agents simulated, requests/s, p50/p99 latency per endpoint (client side,
+   so it includes queueing), errors, the servers' RSS and CPU, PostgreSQL's CPU,
+   the load generator's own CPU, and the servers' own per-route mean latency (from
+   their /metrics), which tells server time from queueing.
+
+Exit status 0 when the run had no errors and every endpoint's p99 is under the
+budget (`--p99-budget`, default 250 ms), else 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.bench.procstats import ProcSample, postgres_cpu_seconds, sample
+from tests.conftest import fresh_database
+from tests.harness import ServerProcess
+from tests.server.test_agent_fixtures import create_policy, publish_script
+from units import parse_duration
+
+
+@dataclass
+class Stats:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    error_samples: list[str] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    steady: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    registered: int = 0
+    steady_from: float = 0.0  # monotonic time after the registration ramp
+
+    def record(self, endpoint: str, seconds: float, status: int) -> None:
+        self.latencies[endpoint].append(seconds)
+        if time.monotonic() - seconds >= self.steady_from:
+            self.steady[endpoint].append(seconds)
+        self.statuses[f"{endpoint} {status}"] += 1
+
+    def error(self, endpoint: str, message: str) -> None:
+        self.errors[endpoint] += 1
+        if len(self.error_samples) < 10:
+            self.error_samples.append(f"{endpoint}: {message}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    agents: int
+    duration: float
+    ramp: float
+    poll: float
+    heartbeat: float
+    report: float
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class SimAgent:
+    def __init__(self, index: int, base: str, session: aiohttp.ClientSession, stats: Stats,
+                 bootstrap: str) -> None:
+        self.hostname = f"sim-{index:05d}"
+        self.base = base + "/api/v1/agent"
+        self.session = session
+        self.stats = stats
+        self.bootstrap = bootstrap
+        self.token = ""
+        self.etag: str | None = None
+        self.assignments: list[dict[str, Any]] = []
+        self.fetched: set[str] = set()
+        self.started = time.monotonic()
+
+    async def call(self, endpoint: str, method: str, path: str, *, token: str,
+                   body: Any = None, headers: dict[str, str] | None = None,
+                   ok: tuple[int, ...] = (200,)) -> tuple[int, bytes, Any]:
+        all_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
+        start = time.perf_counter()
+        try:
+            async with self.session.request(method, self.base + path, json=body,
+                                            headers=all_headers) as response:
+                data = await response.read()
+                etag = response.headers.get("ETag")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            self.stats.error(endpoint, f"{type(exc).__name__}: {exc}")
+            return 0, b"", None
+        self.stats.record(endpoint, time.perf_counter() - start, response.status)
+        if response.status not in ok:
+            self.stats.error(endpoint, f"HTTP {response.status}: {data[:200]!r}")
+        return response.status, data, etag
+
+    async def register(self) -> bool:
+        status, data, _ = await self.call(
+            "register", "POST", "/register", token=self.bootstrap, ok=(201,),
+            body={"hostname": self.hostname, "agent_version": "bench",
+                  "system_info": {"cpus": 8, "sim": True}})
+        if status != 201:
+            return False
+        self.token = json.loads(data)["agent_token"]
+        self.stats.registered += 1
+        return True
+
+    async def poll(self) -> None:
+        headers = {"If-None-Match": self.etag} if self.etag else None
+        status, data, etag = await self.call("assignments", "GET", "/assignments",
+                                             token=self.token, headers=headers, ok=(200, 304))
+        if status == 200:
+            self.etag = etag
+            self.assignments = json.loads(data)["assignments"]
+            for item in self.assignments:
+                sha = item["script"]["sha256"]
+                if sha not in self.fetched:
+                    code, _, _ = await self.call("script", "GET", f"/scripts/{sha}",
+                                                 token=self.token)
+                    if code == 200:
+                        self.fetched.add(sha)
+
+    async def heartbeat(self) -> None:
+        await self.call("heartbeat", "POST", "/heartbeat", token=self.token, body={
+            "agent_version": "bench", "uptime_seconds": int(time.monotonic() - self.started),
+            "scripts_total": 0, "scripts_success": 0, "scripts_failed": 0,
+            "system_info": {"load": 0.5}})
+
+    async def report(self) -> None:
+        items = [{
+            "id": str(uuid.uuid4()), "policy_id": a["policy_id"],
+            "script_name": a["script"]["name"], "script_version": a["script"]["version"],
+            "script_hash": a["script"]["sha256"], "started_at": _now(), "finished_at": _now(),
+            "duration_ms": 40, "exit_code": 0, "success": True,
+            "stdout": "disk / 41%\nmetric ok\n", "stderr": "", "error_message": None,
+        } for a in self.assignments[:2]]
+        if items:
+            await self.call("executions", "POST", "/executions", token=self.token,
+                            body={"executions": items})
+
+    async def live(self, plan: Plan, stop_at: float) -> None:
+        await asyncio.sleep(random.uniform(0, plan.ramp))
+        if not await self.register():
+            return
+        await self.poll()
+        loops = [self._every(plan.poll, self.poll, stop_at),
+                 self._every(plan.heartbeat, self.heartbeat, stop_at, first=True),
+                 self._every(plan.report, self.report, stop_at)]
+        await asyncio.gather(*loops)
+
+    async def _every(self, period: float, action: Any, stop_at: float, *,
+                     first: bool = False) -> None:
+        await asyncio.sleep(random.uniform(0, period) if first else period)
+        while time.monotonic() < stop_at:
+            await action()
+            await asyncio.sleep(period * random.uniform(0.95, 1.05))
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def run_agents(plan: Plan, ports: list[int], bootstrap: str, stats: Stats,
+                     connections: int) -> float:
+    timeout = aiohttp.ClientTimeout(total=30)
+    sessions = [aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max(1, connections // len(ports))),
+        timeout=timeout) for _ in ports]
+    start = time.monotonic()
+    stop_at = start + plan.duration
+    stats.steady_from = start + plan.ramp + plan.poll
+    agents = [SimAgent(i, f"http://127.0.0.1:{ports[i % len(ports)]}",
+                       sessions[i % len(ports)], stats, bootstrap)
+              for i in range(plan.agents)]
+    tasks = [asyncio.create_task(a.live(plan, stop_at)) for a in agents]
+    try:
+        await asyncio.wait(tasks, timeout=plan.duration + 5)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for session in sessions:
+            await session.close()
+    return time.monotonic() - start
+
+
+def server_route_means(port: int) -> dict[str, tuple[float, float]]:
+    """Per-route (count, mean seconds) from one server's /metrics."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    pattern = re.compile(r'aami_server_http_request_duration_seconds_(sum|count)'
+                         r'\{method="(\w+)",route="([^"]+)"\} ([0-9.e+-]+)')
+    for kind, method, route, value in pattern.findall(text):
+        key = f"{method} {route}"
+        (sums if kind == "sum" else counts)[key] = float(value)
+    return {k: (counts[k], sums[k] / counts[k]) for k in counts if counts[k]}
+
+
+def report(plan: Plan, args: argparse.Namespace, stats: Stats, wall: float,
+           before: list[ProcSample], after: list[ProcSample], peak_rss: list[int],
+           pg_cpu: float, gen_cpu: float, route_means: dict[str, tuple[float, float]]
+           ) -> dict[str, Any]:
+    total = sum(len(v) for v in stats.latencies.values())
+    endpoints = {}
+    for name, values in sorted(stats.latencies.items()):
+        endpoints[name] = {"requests": len(values), "rps": round(len(values) / wall, 1),
+                           "p50_ms": round(percentile(values, 0.50) * 1000, 1),
+                           "p99_ms": round(percentile(values, 0.99) * 1000, 1),
+                           "max_ms": round(max(values) * 1000, 1),
+                           "steady_p99_ms": round(percentile(stats.steady.get(name, []),
+                                                             0.99) * 1000, 1),
+                           "errors": stats.errors.get(name, 0)}
+    servers = [{"pid": b.pid, "rss_mb": round(a.rss_bytes / 2**20, 1),
+                "peak_rss_mb": round(peak / 2**20, 1),
+                "cpu_percent": round(100 * (a.cpu_seconds - b.cpu_seconds) / wall, 1)}
+               for b, a, peak in zip(before, after, peak_rss, strict=True)]
+    return {
+        "agents": plan.agents, "registered": stats.registered, "duration_s": round(wall, 1),
+        "server_processes": args.server_processes, "requests": total,
+        "requests_per_s": round(total / wall, 1), "errors": sum(stats.errors.values()),
+        "error_samples": stats.error_samples, "endpoints": endpoints, "servers": servers,
+        "postgres_cpu_percent": round(100 * pg_cpu / wall, 1),
+        "load_generator_cpu_percent": round(100 * gen_cpu / wall, 1),
+        "server_side_mean_ms": {k: {"count": int(c), "mean_ms": round(m * 1000, 2)}
+                                for k, (c, m) in sorted(route_means.items())
+                                if "/agent/" in k},
+        "statuses": dict(sorted(stats.statuses.items())),
+    }
+
+
+def print_report(result: dict[str, Any]) -> None:
+    print(f"\nagents simulated: {result['agents']} (registered {result['registered']}), "
+          f"{result['duration_s']} s, {result['server_processes']} server process(es)")
+    print(f"requests: {result['requests']} ({result['requests_per_s']}/s), "
+          f"errors: {result['errors']}")
+    print(f"{'endpoint':<14}{'req':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+          f"{'errors':>8}{'p99 after ramp':>16}")
+    for name, e in result["endpoints"].items():
+        print(f"{name:<14}{e['requests']:>9}{e['rps']:>9}{e['p50_ms']:>9}{e['p99_ms']:>9}"
+              f"{e['max_ms']:>9}{e['errors']:>8}{e['steady_p99_ms']:>16}")
+    for s in result["servers"]:
+        print(f"server pid {s['pid']}: RSS {s['rss_mb']} MB (peak {s['peak_rss_mb']} MB), "
+              f"CPU {s['cpu_percent']}% of one core")
+    print(f"postgresql CPU {result['postgres_cpu_percent']}%, load generator CPU "
+          f"{result['load_generator_cpu_percent']}% (of one core)")
+    print("server-side mean latency per route:")
+    for route, v in result["server_side_mean_ms"].items():
+        print(f"  {route:<40} {v['count']:>8} x {v['mean_ms']} ms")
+    for line in result["error_samples"]:
+        print(f"  error: {line}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="server_load", description=__doc__.split("\n")[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--duration", default="120s")
+    parser.add_argument("--server-processes", type=int, default=1)
+    parser.add_argument("--ramp", default="30s", help="registrations spread over this")
+    parser.add_argument("--poll", default="30s")
+    parser.add_argument("--heartbeat", default="30s")
+    parser.add_argument("--report", default="60s")
+    parser.add_argument("--connections", type=int, default=1000,
+                        help="client connections in all (a load balancer's pool)")
+    parser.add_argument("--db-threads", type=int, default=8)
+    parser.add_argument("--p99-budget", default="250ms")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    if args.agents < 1 or args.server_processes < 1:
+        parser.error("--agents and --server-processes must be at least 1")
+    return args
+
+
+def _budget_seconds(text: str) -> float:
+    return float(text[:-2]) / 1000 if text.endswith("ms") else parse_duration(text)
+
+
+async def _sample_peaks(pids: list[int], peaks: list[int]) -> None:
+    while True:
+        for i, pid in enumerate(pids):
+            peaks[i] = max(peaks[i], sample(pid).rss_bytes)
+        await asyncio.sleep(2)
+
+
+async def measure(plan: Plan, args: argparse.Namespace, servers: list[ServerProcess],
+                  bootstrap: str) -> dict[str, Any]:
+    stats = Stats()
+    pids = [s.process.pid for s in servers]
+    peaks = [0] * len(pids)
+    before = [sample(pid) for pid in pids]
+    pg_before = postgres_cpu_seconds()
+    gen_before = resource.getrusage(resource.RUSAGE_SELF)
+    sampler = asyncio.create_task(_sample_peaks(pids, peaks))
+    wall = await run_agents(plan, [s.port for s in servers], bootstrap, stats,
+                            args.connections)
+    sampler.cancel()
+    after = [sample(pid) for pid in pids]
+    gen_after = resource.getrusage(resource.RUSAGE_SELF)
+    gen_cpu = (gen_after.ru_utime + gen_after.ru_stime) - (gen_before.ru_utime
+                                                           + gen_before.ru_stime)
+    means: dict[str, tuple[float, float]] = {}
+    for server in servers:
+        for route, (count, mean) in server_route_means(server.port).items():
+            old_count, old_mean = means.get(route, (0.0, 0.0))
+            means[route] = (old_count + count,
+                            (old_mean * old_count + mean * count) / (old_count + count))
+    return report(plan, args, stats, wall, before, after, peaks,
+                  postgres_cpu_seconds() - pg_before, gen_cpu, means)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = Plan(args.agents, parse_duration(args.duration), parse_duration(args.ramp),
+                parse_duration(args.poll), parse_duration(args.heartbeat),
+                parse_duration(args.report))
+    with tempfile.TemporaryDirectory(prefix="aami-bench-") as tmp, ExitStack() as stack:
+        directory = Path(tmp)
+        url = stack.enter_context(fresh_database("postgresql", directory))
+        config = directory / "server.yaml"
+        config.write_text(f"server: {{db_threads: {args.db_threads}}}\n"
+                          "logging: {level: warning}\n")
+        servers = [stack.enter_context(ServerProcess.start(url, directory, config=str(config)))
+                   for _ in range(args.server_processes)]
+        for name in ("disk-usage", "gpu-health"):
+            publish_script(url, name, "1.0.0", f"#!/bin/sh\necho {name}\n".encode())
+            create_policy(url, name, name, interval_seconds=60)
+        bootstrap = servers[0].bootstrap_token("--max-uses", str(args.agents), "--expires", "1d")
+        print(f"{args.agents} agents against {len(servers)} server process(es) on "
+              f"PostgreSQL for {args.duration} (ramp {args.ramp})...", flush=True)
+        result = asyncio.run(measure(plan, args, servers, bootstrap))
+    print_report(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    budget = _budget_seconds(args.p99_budget)
+    over = [n for n, e in result["endpoints"].items() if e["p99_ms"] / 1000 > budget]
+    if result["errors"] or over:
+        print(f"FAIL: errors={result['errors']}, p99 over {args.p99_budget}: {over}")
+        return 1
+    print(f"PASS: zero errors, every p99 under {args.p99_budget}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
