@@ -47,9 +47,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 def _before(time_field: peewee.Field, id_field: peewee.Field, cursor: str) -> peewee.Expression:
     when, row_id = decode_cursor(cursor)
-    # Spelled out instead of a row-value comparison so both SQLite and PostgreSQL
-    # turn it into a range on the (time, id) index.
-    return (time_field < when) | ((time_field == when) & (id_field < row_id))
+    # "(time, id) < (when, row_id)". The leading `time <= when` is implied by the rest
+    # but is what lets SQLite and PostgreSQL start a range scan of the (time, id)
+    # index at the cursor instead of filtering the index from its newest end.
+    return (time_field <= when) & ((time_field < when) | (id_field < row_id))
 
 
 def execution_to_wire(row: ScriptExecution) -> dict[str, Any]:

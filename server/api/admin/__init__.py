@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from server.api import compat
 from server.api.admin import executions, groups, policies, publisher_keys, scripts, targets, tokens
 from server.routing import Route
 
@@ -13,5 +14,6 @@ ROUTES: list[Route] = [
     *policies.ROUTES,
     *tokens.ROUTES,
     *executions.ROUTES,
+    *compat.ROUTES,  # the legacy cron runner's route (its own access kind)
 ]
 CLEANUP_CONTEXTS: list = []

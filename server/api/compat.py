@@ -1,0 +1,40 @@
+"""The old cron runner's route: GET /api/v1/checks/target/hostname/{hostname}."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.appkeys import CONFIG, DATABASE
+from server.routing import LEGACY, Call, Route, json_reply
+from server.schemas import HOSTNAME
+from server.services import legacy_checks
+
+CHECK = {
+    "type": "object",
+    "required": ["name", "script_type", "script_content", "language", "config", "version",
+                 "hash", "instance_id"],
+    "properties": {
+        "name": {"type": "string"}, "script_type": {"type": "string"},
+        "script_content": {"type": "string"}, "language": {"type": "string"},
+        "config": {"type": "object"}, "version": {"type": "string"},
+        "hash": {"type": "string"}, "instance_id": {"type": "string"},
+    },
+}
+
+
+async def checks(call: Call) -> web.Response:
+    config = call.app[CONFIG]
+    rows = await call.app[DATABASE].run(
+        legacy_checks.checks_for, call.path["hostname"], call.principal,
+        default_poll=config.poll_interval_seconds,
+        default_heartbeat=config.heartbeat_interval_seconds)
+    return json_reply(rows)
+
+
+ROUTES = [
+    Route("GET", "/api/v1/checks/target/hostname/{hostname}", checks,
+          "The old cron runner's checks for a host (agent or admin token; no token only "
+          "while compat.legacy_checks is on)", LEGACY, "compat",
+          path_params={"hostname": HOSTNAME},
+          responses={200: {"type": "array", "items": CHECK}}),
+]
