@@ -208,7 +208,8 @@ class Agent:
         decisions = self.due()
         records = await asyncio.gather(*(self.runner.run(d) for d in decisions))
         reported = await self.report()
-        await self.heartbeat()
+        if await self.heartbeat():
+            await self.refresh_config()
         self.store.save(self.state)
         all_ran = all(r is not None and r["success"] for r in records)
         refused = sum(self.metrics.refused.values())
@@ -319,9 +320,24 @@ class Agent:
             # flow as soon as the server is back, without waiting out the back-off.
             await self._sleep(delay if failures else 60.0, self._wake_reporter)
 
+    async def refresh_config(self) -> None:
+        """`GET /agent/config`: this node's groups (shown by `status`) and intervals."""
+        try:
+            remote = await self.client.get_config()
+        except AgentClientError as exc:
+            log.debug("config refresh failed: %s", exc)
+            return
+        self.state.groups = list(remote.groups)
+        self.state.poll_interval = float(remote.poll_interval_seconds)
+        self.state.heartbeat_interval = float(remote.heartbeat_interval_seconds)
+        self.store.save(self.state)
+
     async def _heartbeat_loop(self) -> None:
+        beats = 0
         while True:
-            await self.heartbeat()
+            if await self.heartbeat() and beats % 20 == 0:
+                await self.refresh_config()
+            beats += 1
             interval = self.state.heartbeat_interval or self.config.agent.heartbeat_interval
             await self._sleep(interval)
 

@@ -50,6 +50,7 @@ def build_status(
         "hostname": hostname,
         "registered": state.registered,
         "target_id": state.target_id,
+        "groups": list(state.groups),
         "last_successful_poll": _ts(state.last_successful_poll),
         "assignments": assignments,
         "scripts_total": state.scripts_total,
@@ -67,6 +68,7 @@ def format_status(status: Mapping[str, Any]) -> str:
         f"server:      {status['server'] or '(not configured)'}",
         f"hostname:    {status['hostname']}",
         "registered:  " + (f"yes, target {status['target_id']}" if status["registered"] else "no"),
+        "groups:      " + (", ".join(status.get("groups") or []) or "(none)"),
         f"last poll:   {status['last_successful_poll'] or 'never'}",
         f"scripts:     {status['scripts_total']} run, {status['scripts_success']} ok, "
         f"{status['scripts_failed']} failed",

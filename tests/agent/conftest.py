@@ -58,8 +58,8 @@ def assignment(
     version: str | None = None,
 ) -> dict[str, Any]:
     """One assignment exactly as the Agent API sends it."""
-    import json
     import base64
+    import json
 
     statement = json.loads(base64.b64decode(signed.envelope.to_json()["payload"]))
     return {
@@ -141,7 +141,7 @@ class InMemoryServer:
 
     async def get_config(self) -> RemoteConfig:
         self._check("config")
-        return RemoteConfig(30, 30, 7, "node", ())
+        return RemoteConfig(30, 30, 7, "node", ("gpu", "ml"))
 
     async def get_assignments(self, etag: str | None) -> AssignmentSet | None:
         self._check("assignments")

@@ -66,7 +66,7 @@ def test_bootstrap_token_file(tmp_path: Path) -> None:
     token.write_text("tok-from-file\n")
     config = load_config(write(tmp_path, f"agent: {{bootstrap_token_file: {token}}}"), env={})
     assert config.bootstrap_token == "tok-from-file"
-    with pytest.raises(ConfigError, match="agent.bootstrap_token_file: .* does not exist"):
+    with pytest.raises(ConfigError, match=r"agent.bootstrap_token_file: .* does not exist"):
         load_config(write(tmp_path, f"agent: {{bootstrap_token_file: {token}.x}}"), env={})
 
 

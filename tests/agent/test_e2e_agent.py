@@ -1,0 +1,204 @@
+"""End to end: a real `aami-server` (SQLite), the real `aami` CLI to publish, and the
+real `aami-agent` process. Nothing is faked; the agent talks HTTP to the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.agent.realserver import Site, agent_api_available, site
+from tests.harness import BIN, ServerProcess, http, run_cli
+
+pytestmark = pytest.mark.slow
+
+CHECK = 'echo "disk ok on $AAMI_HOSTNAME"\n'
+
+
+@pytest.fixture
+def s(tmp_path: Path) -> Iterator[Site]:
+    with site(tmp_path / "site") as the_site:
+        if not agent_api_available(the_site.server):
+            pytest.fail("the server has no Agent API")
+        yield the_site
+
+
+def settle() -> None:
+    """The server's Agent API caches views and re-reads its configuration revision about
+    once a second (server/caches.py); give a publish or policy change that long."""
+    time.sleep(1.5)
+
+
+def agent_once(s: Site, config: Path, token: str | None = None) -> subprocess.CompletedProcess:
+    args = ["aami-agent", "run", "--config", str(config), "--once"]
+    return run_cli(*args, *(["--token", token] if token else []), check=False, timeout=120)
+
+
+def executions(s: Site, **query: str) -> list[dict]:
+    qs = "&".join(f"{k}={v}" for k, v in {"limit": "500", **query}.items())
+    reply = s.server.api("GET", f"/api/v1/executions?{qs}")
+    assert reply.status == 200, reply.body
+    return reply.json["data"]
+
+
+def events(s: Site) -> list[dict]:
+    reply = s.server.api("GET", "/api/v1/security-events?limit=500")
+    assert reply.status == 200, reply.body
+    return reply.json["data"]
+
+
+def policy(name: str, script: str, **extra: object) -> dict[str, object]:
+    return {"name": name, "script": script, "version": "latest", "scope": "global",
+            "schedule": {"mode": "interval", "interval": "1h"}, "timeout": "20s", **extra}
+
+
+def test_register_run_report_and_new_version(s: Site, tmp_path: Path) -> None:
+    s.publish(s.sign("disk", "1.0.0", CHECK))
+    # `once` re-runs when the script hash changes: the new version must run.
+    s.apply(policy("disk", "disk", schedule={"mode": "once"}))
+    config = s.agent_config(tmp_path / "state")
+    first = agent_once(s, config, s.bootstrap_token())
+    assert first.returncode == 0, first.stderr
+    [run] = executions(s)
+    assert run["success"] and run["script_version"] == "1.0.0"
+    assert run["stdout"] == "disk ok on node-e2e\n"
+    targets = s.server.api("GET", "/api/v1/targets?hostname=node-e2e").json["data"]
+    assert len(targets) == 1
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["target_id"] == targets[0]["id"]
+
+    s.publish(s.sign("disk", "1.1.0", 'echo "v1.1"\n'))
+    settle()
+    second = agent_once(s, config)  # no bootstrap token needed any more
+    assert second.returncode == 0, second.stderr
+    versions = sorted(r["script_version"] for r in executions(s))
+    assert versions == ["1.0.0", "1.1.0"]
+
+
+def test_tampered_scripts_are_refused_on_the_node_and_reported(s: Site, tmp_path: Path) -> None:
+    s.publish(s.sign("probe", "2.0.0", f"touch {tmp_path / 'ran'}\n"))
+    s.apply(policy("probe", "probe"))
+    boot = s.bootstrap_token("--max-uses", "10")
+
+    # 1. The node does not trust the publisher key (a key only the server knows).
+    other_keys = tmp_path / "other-keys"
+    run_cli("aami", "keys", "generate", "--out", str(other_keys), "--name", "stranger")
+    node_keys = tmp_path / "node-keys"
+    node_keys.mkdir()
+    (node_keys / "stranger.pub").write_bytes((other_keys / "stranger.pub").read_bytes())
+    config = s.agent_config(tmp_path / "state1", hostname="node-a")
+    text = config.read_text().replace(str(s.keys_dir), str(node_keys))
+    config.write_text(text)
+    assert agent_once(s, config, boot).returncode == 1
+
+    # 2. The node has revoked the key.
+    revoked = tmp_path / "revoked-keys"
+    revoked.mkdir()
+    (revoked / "ops.pub.revoked").write_bytes((s.keys_dir / "ops.pub").read_bytes())
+    config = s.agent_config(tmp_path / "state2", hostname="node-b")
+    config.write_text(config.read_text().replace(str(s.keys_dir), str(revoked)))
+    assert agent_once(s, config, boot).returncode == 1
+
+    # 3. Rollback: this node already accepted probe 3.0.0.
+    state3 = tmp_path / "state3"
+    state3.mkdir()
+    (state3 / "state.json").write_text(json.dumps({"version": 1,
+                                                   "highest_versions": {"probe": "3.0.0"}}))
+    assert agent_once(s, s.agent_config(state3, hostname="node-c"), boot).returncode == 1
+
+    assert not (tmp_path / "ran").exists(), "a refused script ran"
+    assert executions(s) == []
+    assert sorted(e["reason"] for e in events(s)) == ["revoked_key", "rollback", "unknown_key"]
+
+
+def _wait_for(predicate, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_kill_9_during_a_run_is_reported_interrupted_exactly_once(s: Site, tmp_path: Path) -> None:
+    pidfile = tmp_path / "script.pid"
+    s.publish(s.sign("slow", "1.0.0", f"echo $$ > {pidfile}\nexec sleep 120\n"))
+    # A once policy: its decision is persisted before the run starts, so the restarted
+    # agent must not start it again, only report the interrupted run.
+    s.apply(policy("slow", "slow", timeout="5m", schedule={"mode": "once"}))
+    state = tmp_path / "state"
+    config = s.agent_config(state)
+    agent = subprocess.Popen([str(BIN / "aami-agent"), "run", "--config", str(config),
+                              "--token", s.bootstrap_token()], stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the run")
+        assert list((state / "spool" / "executions").glob("*.running"))
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(10)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)  # systemd would reap the orphan
+
+    for _ in range(2):
+        agent_once(s, config)
+    runs = executions(s)
+    assert len(runs) == 1, runs
+    assert runs[0]["success"] is False and "interrupted" in runs[0]["error_message"]
+
+
+def test_server_down_for_several_cycles_every_result_arrives_once(
+    s: Site, tmp_path: Path
+) -> None:
+    s.publish(s.sign("tick", "1.0.0", "echo tick\n"))
+    s.apply(policy("tick", "tick", schedule={"mode": "interval", "interval": "2s"}))
+    state = tmp_path / "state"
+    log = (tmp_path / "agent.log").open("w")
+    agent = subprocess.Popen([str(BIN / "aami-agent"), "run", "--config",
+                              str(s.agent_config(state)), "--token", s.bootstrap_token()],
+                             stderr=log)
+    log.close()  # the child holds its own copy
+    try:
+        _wait_for(lambda: len(executions(s)) >= 1, timeout=60, what="a first result")
+        s.server.stop()
+        time.sleep(8)  # several poll and run cycles with the server away
+        spooled = len(list((state / "spool" / "executions").glob("*.json")))
+        assert spooled >= 2, "runs should go on and be spooled while the server is down"
+        restarted = _restart_server(s.server)
+        try:
+            _wait_for(lambda: not list((state / "spool" / "executions").glob("*.json")),
+                      timeout=60, what="the spool to drain")
+            agent.send_signal(signal.SIGTERM)
+            _, stderr = agent.communicate(timeout=30)
+            assert agent.returncode == 0, stderr
+            total = json.loads((state / "state.json").read_text())["scripts_total"]
+            reply = http("GET", f"{s.server.url}/api/v1/executions?limit=500",
+                         token=s.admin)
+            ids = [r["id"] for r in reply.json["data"]]
+            assert len(ids) == len(set(ids)) == total
+        finally:
+            restarted.send_signal(signal.SIGTERM)
+            restarted.wait(15)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+
+
+def _restart_server(server: ServerProcess) -> subprocess.Popen[bytes]:
+    log = open(server.directory / "server-restarted.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([str(BIN / "aami-server"), "serve", "--database", server.database_url,
+                             "--listen", f"127.0.0.1:{server.port}"], stdout=log,
+                            stderr=subprocess.STDOUT)
+    _wait_for(lambda: _ready(server.url), what="the restarted server")
+    return proc
+
+
+def _ready(url: str) -> bool:
+    try:
+        return http("GET", url + "/health/ready", timeout=2).status == 200
+    except OSError:
+        return False
