@@ -220,7 +220,11 @@ async def execute(
         argv = resolve_interpreter(req.interpreter)
     except ExecutionRefused as exc:
         return _result(started_at, t0, None, TailBuffer(0), TailBuffer(0), str(exc), False)
-    workdir, script_path = _prepare_workdir(req, plan, work_root)
+    try:
+        workdir, script_path = _prepare_workdir(req, plan, work_root)
+    except OSError as exc:  # full or read-only disk: a failed run, not a dead agent
+        return _result(started_at, t0, None, TailBuffer(0), TailBuffer(0),
+                       f"could not prepare a working directory: {exc}", False)
     stdout, stderr = TailBuffer(output_limit), TailBuffer(output_limit)
     try:
         proc = await asyncio.create_subprocess_exec(

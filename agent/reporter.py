@@ -124,6 +124,11 @@ class Reporter:
             spool.add_dropped(1)
             stats.dropped += 1
             return
+        except InvalidToken:
+            raise
+        except ServerRefused as exc:
+            self._reject(spool, path, exc, stats)
+            return
         stats.accepted += ack.accepted
         stats.duplicates += ack.duplicates
         spool.remove([path])

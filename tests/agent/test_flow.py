@@ -180,3 +180,24 @@ def test_single_record_too_large_is_shortened(tmp_path: Path) -> None:
                          batch_size=5).flush())
     assert server.executions["big"]["stdout"].endswith("END")
     assert "cut to the last" in server.executions["big"]["stdout"]
+
+
+def test_record_the_server_rejects_is_set_aside_not_blocking(tmp_path: Path) -> None:
+    from agent.client import ServerRefused
+
+    class Strict(InMemoryServer):
+        async def post_executions(self, records):  # type: ignore[no-untyped-def]
+            if any(r.get("bad") for r in records):
+                raise ServerRefused(422, "VALIDATION_ERROR", "body.executions[0]: bad")
+            return await super().post_executions(records)
+
+    server = Strict()
+    server.issued, server.token = ["t"], "t"
+    executions = Spool(tmp_path / "x", max_records=10)
+    for i in range(4):
+        executions.put({"id": f"id-{i}", "bad": i == 2})
+    stats = asyncio.run(Reporter(server, executions, Spool(tmp_path / "e", max_records=10),
+                                 batch_size=10).flush())
+    assert sorted(server.executions) == ["id-0", "id-1", "id-3"]
+    assert stats.dropped == 1 and executions.count() == 0
+    assert len(list((tmp_path / "x").glob("*.rejected"))) == 1
