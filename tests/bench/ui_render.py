@@ -195,8 +195,18 @@ def measure(client: UiClient, path: str, repeat: int) -> tuple[float, float]:
     return statistics.median(times), max(times)
 
 
-def run(backend: str, seed: Seed, repeat: int) -> bool:
-    with tempfile.TemporaryDirectory() as tmp, database(backend, Path(tmp)) as url:
+@contextmanager
+def workdir(keep: Path | None) -> Iterator[str]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield str(keep)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield tmp
+
+
+def run(backend: str, seed: Seed, repeat: int, keep: Path | None = None) -> bool:
+    with workdir(keep) as tmp, database(backend, Path(tmp)) as url:
         directory = Path(tmp)
         run_cli("aami-server", "migrate", "--database", url)
         with ServerProcess.start(url, directory) as server:
@@ -209,7 +219,7 @@ def run(backend: str, seed: Seed, repeat: int) -> bool:
                 insert_postgres(url, rows)
             print(f"[{backend}] seeded {seed.targets} targets, "
                   f"{len(rows['script_executions'])} executions in "
-                  f"{time.perf_counter() - started:.1f}s")
+                  f"{time.perf_counter() - started:.1f}s", flush=True)
             client = UiClient(server.url)
             client.login(server.token("admin"))
             worst_ok = True
@@ -218,7 +228,7 @@ def run(backend: str, seed: Seed, repeat: int) -> bool:
                 median, worst = measure(client, path, repeat)
                 worst_ok &= median < TARGET_MS
                 flag = "" if median < TARGET_MS else "  <-- over target"
-                print(f"{path[:60]:60} {median:10.1f} {worst:8.1f}{flag}")
+                print(f"{path[:60]:60} {median:10.1f} {worst:8.1f}{flag}", flush=True)
             return worst_ok
 
 
@@ -228,10 +238,13 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=10_000)
     parser.add_argument("--executions", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="seed the SQLite database in this directory and keep it")
     args = parser.parse_args()
     seed = Seed(args.targets, args.executions)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    results = {b: run(b, seed, args.repeat) for b in backends}
+    results = {b: run(b, seed, args.repeat, args.keep if b == "sqlite" else None)
+               for b in backends}
     for backend, ok in results.items():
         print(f"[{backend}] every page under {TARGET_MS:.0f} ms (median): {ok}")
     raise SystemExit(0 if all(results.values()) else 1)
