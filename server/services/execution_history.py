@@ -76,7 +76,7 @@ def execution_to_wire(row: ScriptExecution) -> dict[str, Any]:
     }
 
 
-def _page(query: peewee.ModelSelect, limit: int, cursor_of: Callable[[Any], str],
+def _page(query: Any, limit: int, cursor_of: Callable[[Any], str],
           to_wire: Callable[[Any], dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
     rows = list(query.limit(limit + 1))
     more = len(rows) > limit

@@ -69,7 +69,7 @@ def detail_to_wire(row: Script, *, include_content: bool) -> dict[str, Any]:
     return data
 
 
-def _summary_query() -> peewee.ModelSelect:
+def _summary_query() -> Any:  # peewee's generic ModelSelect types are too narrow
     return Script.select(*_SUMMARY_FIELDS, PublisherKey).join(PublisherKey)
 
 

@@ -47,7 +47,7 @@ def derive_status(last_heartbeat: datetime | None, interval_seconds: int | None,
     return "offline"
 
 
-def _status_condition(status: str, now: datetime) -> peewee.Expression:
+def _status_condition(status: str, now: datetime) -> Any:
     """SQL for `derive_status(...) == status`, on a query joined to AgentStatus (LEFT)."""
     if status == "never":
         return AgentStatus.last_heartbeat.is_null()

@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from server.db import Database
@@ -103,7 +104,7 @@ def main() -> None:
     ]
     for depth in (args.rows // 2, args.rows - 100):
         cur = cursor_at(depth)
-        cases.append((f"cursor at row {depth:,}", lambda c=cur: list_page(limit=50, cursor=c)))
+        cases.append((f"cursor at row {depth:,}", partial(list_page, limit=50, cursor=cur)))
     cases.append((f"target {target_id}, page 1",
                   lambda: list_page(limit=50, target_id=target_id)))
     deep_target = cursor_at(args.rows // TARGETS - 60, target_id=target_id)

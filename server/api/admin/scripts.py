@@ -8,6 +8,7 @@ make signatures count is the admin's.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -27,7 +28,7 @@ from server.schemas import (
 from server.services import scripts
 from trust.signed_script import FORMAT
 
-SCRIPT = {
+SCRIPT: dict[str, Any] = {
     "type": "object",
     "required": ["name", "version", "sha256", "interpreter", "timeout_seconds",
                  "params_schema", "key_id", "created_at"],
