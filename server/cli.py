@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from server import __version__
 from server.config import ConfigError, ServerConfig, load_config
+from server.db import Database
 from units import parse_duration
 
 
@@ -57,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     bcreate.add_argument("--name", default="")
     bcreate.add_argument("--allow-rebind", action="store_true",
                          help="may take over a hostname that already has an agent")
+    imp = sub.add_parser("import", help="import a verified offline bundle's keys, scripts "
+                         "and policies")
+    _common(imp)
+    imp.add_argument("bundle", help="the bundle file (.tar.gz)")
+    imp.add_argument("--key", default="/etc/aami/release.pub",
+                     help="release public key the bundle must be signed with")
+    imp.add_argument("--quiet", action="store_true", help="no progress, summary only")
     return parser
 
 
@@ -67,8 +75,7 @@ def _setup_logging(config: ServerConfig) -> None:
     )
 
 
-def _open_migrated(config: ServerConfig):  # type: ignore[no-untyped-def]
-    from server.db import Database
+def _open_migrated(config: ServerConfig) -> Database:
     from server.migrations import migrate
 
     database = Database(config.database_url, threads=1)
@@ -125,6 +132,8 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float) -
 
             secret, _ = create_api_token(args.name, Role(args.role))
             print(secret)
+        elif args.command == "import":
+            return _import(args)
         elif args.command == "bootstrap-token":
             from server.models import utcnow
             from server.services.tokens import create_bootstrap_token
@@ -137,6 +146,42 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float) -
             print(secret)
     finally:
         database.close()
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bundle.manifest import BundleRefused
+    from server.bundle_import import BundleImportError, import_bundle
+
+    try:
+        release_pem = Path(args.key).read_bytes()
+    except OSError as exc:
+        print(f"aami-server: error: --key {args.key}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if not Path(args.bundle).is_file():
+        print(f"aami-server: error: {args.bundle}: no such file", file=sys.stderr)
+        return 2
+    show = not args.quiet and sys.stderr.isatty()
+
+    def progress(what: str, done: int, total: int) -> None:
+        if show:
+            end = "\n" if done == total else ""
+            sys.stderr.write(f"\r{what}: {done}/{total}\033[K{end}")
+
+    try:
+        result = import_bundle(Path(args.bundle), release_pem, progress)
+    except BundleRefused as exc:
+        print(f"aami-server: bundle refused: {exc} ({exc.reason})", file=sys.stderr)
+        return 1
+    except BundleImportError as exc:
+        print(f"aami-server: error: {exc}", file=sys.stderr)
+        return 1
+    for problem in result.problems:
+        print(f"aami-server: warning: {problem}", file=sys.stderr)
+    counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(result.counts.items()))
+    print(f"imported {args.bundle} as job {result.job_id}: {counts or 'nothing to import'}")
     return 0
 
 
