@@ -27,8 +27,12 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from server.api.agent.writer import ExecutionWriter
 
 from server.db import Database
 from server.models import ForceRunTarget
@@ -74,8 +78,10 @@ class AgentCache:
         self._snapshot_loading: asyncio.Future[Snapshot] | None = None
         self._views: dict[int, tuple[float, TargetView]] = {}
         self._last_force_row = 0
-        # Bumped by every invalidation: a view built while one happened is not kept.
+        # A view built while its target (or everything) was invalidated is not kept:
+        # it may predate the change. Counted globally and per target.
         self._epoch = 0
+        self._target_epochs: dict[int, int] = {}
         self._content: OrderedDict[str, bytes] = OrderedDict()
         self._content_bytes = 0
         self.hits = 0
@@ -109,11 +115,12 @@ class AgentCache:
 
     def drop_all(self) -> None:
         self._epoch += 1
+        self._target_epochs.clear()
         self._snapshot = None
         self._views.clear()
 
     def invalidate(self, target_id: int) -> None:
-        self._epoch += 1
+        self._target_epochs[target_id] = self._target_epochs.get(target_id, 0) + 1
         self._views.pop(target_id, None)
 
     # -- views ----------------------------------------------------------------------
@@ -125,16 +132,31 @@ class AgentCache:
             self.hits += 1
             return entry[1]
         self.misses += 1
-        epoch = self._epoch
+        epoch = (self._epoch, self._target_epochs.get(target_id, 0))
         snapshot = await self._current_snapshot()
         state = await self._db.run(assignments.load_target_state, target_id)
         view = assignments.build_view(snapshot, target_id, hostname, state,
                                       default_poll=self._default_poll,
                                       default_heartbeat=self._default_heartbeat)
-        if epoch == self._epoch and view.revision == self.revision:
+        current = (self._epoch, self._target_epochs.get(target_id, 0))
+        if epoch == current and view.revision == self.revision:
             if len(self._views) >= self.limits.max_views:
                 self._views.clear()
             self._views[target_id] = (now + self.limits.view_ttl_seconds, view)
+        return view
+
+    async def seed_new(self, target_id: int, hostname: str, group_ids: tuple[int, ...]
+                       ) -> TargetView:
+        """The view of a target registered just now: no rows of its own to read yet
+        (a force-run aimed at it since is caught by the watcher like any other)."""
+        epoch = self._epoch
+        snapshot = await self._current_snapshot()
+        view = assignments.build_view(snapshot, target_id, hostname,
+                                      assignments.TargetState(tuple(sorted(group_ids))),
+                                      default_poll=self._default_poll,
+                                      default_heartbeat=self._default_heartbeat)
+        if epoch == self._epoch and view.revision == self.revision:
+            self._views[target_id] = (time.monotonic() + self.limits.view_ttl_seconds, view)
         return view
 
     async def _current_snapshot(self) -> Snapshot:
@@ -177,3 +199,4 @@ class AgentCache:
 AGENT_CACHE: web.AppKey[AgentCache] = web.AppKey("agent_cache")
 STATUS_BUFFER: web.AppKey[StatusBuffer] = web.AppKey("status_buffer")
 REGISTRATION_GATE: web.AppKey[asyncio.Semaphore] = web.AppKey("registration_gate")
+EXECUTION_WRITER: web.AppKey[ExecutionWriter] = web.AppKey("execution_writer")

@@ -25,12 +25,14 @@ from datetime import datetime
 from typing import Any
 
 from server.errors import ValidationFailed
-from server.models import Policy, ScriptExecution, database_proxy, utcnow
+from server.models import Policy, ScriptExecution, utcnow
 from server.services import force_runs
+from server.services.jobs import write_transaction
 from server.timefmt import parse_iso
 
 TRIGGERS = ("schedule", "once", "force")
 MARKER = "[aami-server: {} bytes truncated]\n"
+INSERT_CHUNK = 500  # rows per INSERT statement (17 parameters each)
 
 
 @dataclass(frozen=True)
@@ -95,26 +97,62 @@ def _existing_policies(candidates: set[int]) -> set[int]:
     return {p.id for p in Policy.select(Policy.id).where(Policy.id.in_(sorted(candidates)))}
 
 
-def ingest(target_id: int, items: Sequence[dict[str, Any]], allowed_policies: Collection[int],
-           max_output: int) -> IngestResult:
+@dataclass(frozen=True)
+class Batch:
+    """One request's executions, already validated and truncated (`prepare`)."""
+
+    target_id: int
+    rows: list[dict[str, Any]]
+    submitted: int  # items in the request, repeats included
+
+
+def prepare(target_id: int, items: Sequence[dict[str, Any]], allowed_policies: Collection[int],
+            max_output: int) -> Batch:
+    """Validate and convert a request; raises ValidationFailed naming the bad field."""
     received = utcnow()
     rows = [to_row(target_id, item, i, allowed_policies, max_output, received)
             for i, item in enumerate(items)]
-    unique = list({row["id"]: row for row in rows}.values())  # a batch repeating an id
-    with database_proxy.atomic():
+    return Batch(target_id, rows, len(items))
+
+
+def store(batches: Sequence[Batch]) -> list[IngestResult]:
+    """Store several requests' rows in ONE transaction (a group commit).
+
+    An id appearing twice (within or across requests) is stored once, for the first
+    request that carried it; every later appearance counts as a duplicate.
+    """
+    owner: dict[str, tuple[int, dict[str, Any]]] = {}
+    for index, batch in enumerate(batches):
+        for row in batch.rows:
+            owner.setdefault(row["id"], (index, row))
+    unique = [row for _, row in owner.values()]
+    with write_transaction():
         # A policy deleted since the caller's view was built: store without the link.
         live = _existing_policies({r["script_policy"] for r in unique if r["script_policy"]})
         for row in unique:
             if row["script_policy"] not in live:
                 row["script_policy"] = None
-        inserted = set(_insert_new(unique))
-        new_rows = [r for r in unique if r["id"] in inserted]
-        for row in new_rows:
-            if row["force_token"]:
-                force_runs.mark_done(target_id, row["force_token"], row["id"], row["success"])
-    # The caller adds the counts to agent_status through the status buffer.
-    return IngestResult(len(inserted), len(items) - len(inserted), tuple(sorted(inserted)),
-                        sum(1 for r in new_rows if r["success"]))
+        inserted = set()
+        for start in range(0, len(unique), INSERT_CHUNK):
+            inserted.update(_insert_new(unique[start:start + INSERT_CHUNK]))
+        for row in unique:
+            if row["id"] in inserted and row["force_token"]:
+                force_runs.mark_done(row["target"], row["force_token"], row["id"],
+                                     row["success"])
+    results = []
+    for index, batch in enumerate(batches):
+        mine = [r for r in batch.rows if r["id"] in inserted and owner[r["id"]][0] == index
+                and owner[r["id"]][1] is r]
+        results.append(IngestResult(len(mine), batch.submitted - len(mine),
+                                    tuple(sorted(r["id"] for r in mine)),
+                                    sum(1 for r in mine if r["success"])))
+    return results
+
+
+def ingest(target_id: int, items: Sequence[dict[str, Any]], allowed_policies: Collection[int],
+           max_output: int) -> IngestResult:
+    """One request, one transaction (the writer groups requests with `store`)."""
+    return store([prepare(target_id, items, allowed_policies, max_output)])[0]
 
 
 def _insert_new(rows: list[dict[str, Any]]) -> list[str]:

@@ -29,12 +29,12 @@ from server.models import (
     Policy,
     Target,
     TargetGroup,
-    database_proxy,
     utcnow,
 )
 from server.resolution import PolicyRule, TargetContext, applies_to
 from server.services import jobs
 from server.services.assignments import rule_from_row
+from server.services.jobs import write_transaction
 from server.timefmt import iso
 
 FAN_OUT_CHUNK = 500
@@ -66,7 +66,7 @@ def _new_force_run(policy: Policy, requested_by: str, **scope: Any) -> ForceRun:
 
 
 def request_target(policy_id: int, target_id: int, requested_by: str) -> dict[str, Any]:
-    with database_proxy.atomic():
+    with write_transaction():
         target = Target.get_or_none(Target.id == target_id)
         if target is None:
             raise NotFound(f"target {target_id} does not exist", details={"id": target_id})
@@ -82,7 +82,7 @@ def request_target(policy_id: int, target_id: int, requested_by: str) -> dict[st
 
 def request_group(policy_id: int, group_id: int, requested_by: str) -> dict[str, Any]:
     """Create the request and its fan-out job; the caller runs `fan_out_chunk`."""
-    with database_proxy.atomic():
+    with write_transaction():
         group = Group.get_or_none(Group.id == group_id)
         if group is None:
             raise NotFound(f"group {group_id} does not exist", details={"id": group_id})
@@ -101,7 +101,7 @@ def fan_out_chunk(force_run_id: int, after_target: int, limit: int = FAN_OUT_CHU
     """Add the next chunk of members; returns (last target id, scanned, added, skipped)."""
     force_run = ForceRun.get_by_id(force_run_id)
     rule: PolicyRule = rule_from_row(force_run.policy)
-    with database_proxy.atomic():
+    with write_transaction():
         members = [row[0] for row in
                    TargetGroup.select(TargetGroup.target)
                    .where(TargetGroup.group == force_run.group_id,

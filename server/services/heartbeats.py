@@ -25,6 +25,7 @@ from peewee import EXCLUDED, IntegrityError
 
 from server.db import is_postgres
 from server.models import AgentStatus, database_proxy
+from server.services.jobs import write_transaction
 
 CHUNK = 1000
 
@@ -130,7 +131,7 @@ def flush(pending: Pending) -> int:
     """Write one batch in one transaction; returns the number of rows touched."""
     heartbeats, polls = list(pending.heartbeats.values()), pending.polls
     touched = 0
-    with database_proxy.atomic():
+    with write_transaction():
         if is_postgres(database_proxy.obj):
             # Status is a lossy cache refreshed every few seconds: not worth an fsync
             # wait (a crash loses at most the last few hundred milliseconds of it).

@@ -31,6 +31,7 @@ from server.models import (
     utcnow,
 )
 from server.services import revision
+from server.services.jobs import write_transaction
 from server.tokens import TokenKind, new_token
 
 
@@ -40,6 +41,8 @@ class Registration:
     hostname: str
     agent_token: str
     revoked_hashes: tuple[str, ...]  # old agent tokens to drop from auth caches
+    # For a target created just now: its groups (so its view needs no query).
+    new_target_groups: tuple[int, ...] | None = None
 
 
 def take_use(token_id: int) -> None:
@@ -105,7 +108,7 @@ def _register(bootstrap_token_id: int, body: dict[str, Any], *,
               default_heartbeat: int) -> Registration:
     hostname = body["hostname"]
     try:
-        with database_proxy.atomic():
+        with write_transaction():
             boot = BootstrapToken.get_by_id(bootstrap_token_id)
             target = Target.get_or_none(Target.hostname == hostname)
             revoked: tuple[str, ...] = ()
@@ -114,8 +117,8 @@ def _register(bootstrap_token_id: int, body: dict[str, Any], *,
                 target = Target.create(hostname=hostname)
             else:
                 revoked = _bind_existing(target, boot.allow_rebind)
-            joined = boot.group_id is not None and not TargetGroup.select().where(
-                TargetGroup.target == target.id, TargetGroup.group == boot.group_id).exists()
+            joined = boot.group_id is not None and (not existed or not TargetGroup.select().where(
+                TargetGroup.target == target.id, TargetGroup.group == boot.group_id).exists())
             if joined:
                 TargetGroup.create(target=target.id, group=boot.group_id)
             if existed and joined:
@@ -129,7 +132,8 @@ def _register(bootstrap_token_id: int, body: dict[str, Any], *,
         # Two agents registering one new hostname at the same moment: one wins.
         raise Conflict(f"hostname {hostname!r} was registered concurrently; retry",
                        details={"field": "hostname"}) from None
-    return Registration(target.id, target.hostname, token.secret, revoked)
+    groups = None if existed else ((boot.group_id,) if boot.group_id is not None else ())
+    return Registration(target.id, target.hostname, token.secret, revoked, groups)
 
 
 def _upsert_status(target_id: int, body: dict[str, Any], heartbeat_interval: int, *,

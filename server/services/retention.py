@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from server.models import ScriptExecution, database_proxy, utcnow
+from server.models import ScriptExecution, utcnow
+from server.services.jobs import write_transaction
 
 BATCH = 1000
 
@@ -25,7 +26,7 @@ def count_older(before: datetime) -> int:
 
 def prune_batch(before: datetime, limit: int = BATCH) -> int:
     """Delete up to `limit` executions that started before `before`; returns how many."""
-    with database_proxy.atomic():
+    with write_transaction():
         ids = [row[0] for row in
                ScriptExecution.select(ScriptExecution.id)
                .where(ScriptExecution.started_at < before)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from server.models import Policy, SecurityEvent, database_proxy, utcnow
+from server.models import Policy, SecurityEvent, utcnow
 from server.services.execution_ingest import IngestResult, parse_time, truncate_tail
+from server.services.jobs import write_transaction
 
 MAX_MESSAGE_BYTES = 4096
 
@@ -37,7 +38,7 @@ def ingest(target_id: int, items: Sequence[dict[str, Any]],
            allowed_policies: Collection[int]) -> IngestResult:
     rows = [to_row(target_id, item, i, allowed_policies) for i, item in enumerate(items)]
     unique = list({row["id"]: row for row in rows}.values())
-    with database_proxy.atomic():
+    with write_transaction():
         wanted = sorted({r["policy"] for r in unique if r["policy"]})
         live = ({p.id for p in Policy.select(Policy.id).where(Policy.id.in_(wanted))}
                 if wanted else set())

@@ -13,8 +13,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from server.api.agent.writer import ExecutionWriter
 from server.appkeys import CONFIG, DATABASE
-from server.caches import AGENT_CACHE, REGISTRATION_GATE, STATUS_BUFFER, AgentCache
+from server.caches import (
+    AGENT_CACHE,
+    EXECUTION_WRITER,
+    REGISTRATION_GATE,
+    STATUS_BUFFER,
+    AgentCache,
+)
 from server.db import Database
 from server.services import heartbeats
 from server.services.heartbeats import StatusBuffer
@@ -58,9 +65,13 @@ async def agent_background_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AGENT_CACHE] = cache
     app[STATUS_BUFFER] = buffer
     app[REGISTRATION_GATE] = asyncio.Semaphore(max(1, config.db_threads // 2))
+    writer = ExecutionWriter(database)
+    writer.start()
+    app[EXECUTION_WRITER] = writer
     tasks = [asyncio.create_task(cache.watch(), name="aami-revision-watcher"),
              asyncio.create_task(_flush_forever(database, buffer), name="aami-status-flush")]
     yield
+    await writer.close()
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -14,7 +14,7 @@ from aiohttp import web
 from server.api.agent import schemas as s
 from server.appkeys import AUTHENTICATOR, CONFIG, DATABASE
 from server.auth import Authenticator
-from server.caches import AGENT_CACHE, REGISTRATION_GATE, STATUS_BUFFER
+from server.caches import AGENT_CACHE, EXECUTION_WRITER, REGISTRATION_GATE, STATUS_BUFFER
 from server.errors import NotFound, PayloadTooLarge
 from server.models import utcnow
 from server.principal import BootstrapPrincipal
@@ -40,8 +40,12 @@ async def register(call: Call) -> web.Response:
     for old in result.revoked_hashes:
         call.app[AUTHENTICATOR].forget(old)
     cache = call.app[AGENT_CACHE]
-    cache.invalidate(result.target_id)  # a re-bound target may have joined a group
-    view = await cache.view(result.target_id, result.hostname)
+    if result.new_target_groups is not None:
+        view = await cache.seed_new(result.target_id, result.hostname,
+                                    result.new_target_groups)
+    else:
+        cache.invalidate(result.target_id)  # a re-bound target may have joined a group
+        view = await cache.view(result.target_id, result.hostname)
     return json_reply({"target_id": result.target_id, "agent_token": result.agent_token,
                        **asdict(view.intervals)}, status=201)
 
@@ -116,9 +120,9 @@ async def post_executions(call: Call) -> web.Response:
     _check_batch(call, items, "executions")
     view = await _view(call)
     allowed = view.policy_ids | set(view.force_tokens.values())
-    result = await call.app[DATABASE].run(
-        execution_ingest.ingest, view.target_id, items, allowed,
-        call.app[CONFIG].limits.max_output_bytes)
+    batch = execution_ingest.prepare(view.target_id, items, allowed,
+                                     call.app[CONFIG].limits.max_output_bytes)
+    result = await call.app[EXECUTION_WRITER].submit(batch)
     call.app[STATUS_BUFFER].add_counts(view.target_id, result.accepted, result.succeeded)
     if result.accepted and any(i.get("force_token") for i in items):
         call.app[AGENT_CACHE].invalidate(view.target_id)  # the token is spent
