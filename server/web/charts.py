@@ -22,8 +22,8 @@ class Bucket:
 
 @dataclass(frozen=True)
 class ChartSize:
-    width: int = 720
-    height: int = 160
+    width: int = 1000  # wide and short: readable at 1280 px without dominating the page
+    height: int = 180
     left: int = 40  # room for the y-axis labels
     bottom: int = 20  # room for the x-axis labels
     top: int = 8

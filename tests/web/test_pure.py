@@ -34,7 +34,7 @@ def test_chart_draws_stacked_bars_with_counts_in_titles() -> None:
     assert "Runs &lt;today&gt;: 8 succeeded, 2 failed" in svg  # escaped label
     assert "<today>" not in svg
     # The failure bar sits on top of the success bar: 8/10 and 2/10 of the plot height.
-    assert 'height="105.6"' in svg and 'height="26.4"' in svg
+    assert 'height="121.6"' in svg and 'height="30.4"' in svg
 
 
 def test_empty_chart_still_renders() -> None:
