@@ -14,6 +14,7 @@ once and keeps running its last verified assignments (degraded mode).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -48,14 +49,21 @@ class Registrar:
         self.bootstrap_token = bootstrap_token
         self.system_info = system_info
         self.on_token = on_token
-        self._warned = False
+        self._lock = asyncio.Lock()
 
     async def ensure(self) -> None:
         """Make sure the client carries a valid-looking agent token, registering if needed.
 
         Raises `NotRegistered` (with an operator-facing message) when that is impossible;
         transport errors (`ServerUnavailable`) propagate for the caller's back-off.
+        The poll, heartbeat and report loops all call this; the lock makes the first
+        caller register and the others wait and use its token (a single-use bootstrap
+        token must not be spent twice).
         """
+        async with self._lock:
+            await self._ensure_locked()
+
+    async def _ensure_locked(self) -> None:
         if self.state.agent_token:
             self.client.set_token(self.state.agent_token)
             self.on_token(self.state.agent_token)

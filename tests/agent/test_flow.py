@@ -201,3 +201,27 @@ def test_record_the_server_rejects_is_set_aside_not_blocking(tmp_path: Path) -> 
     assert sorted(server.executions) == ["id-0", "id-1", "id-3"]
     assert stats.dropped == 1 and executions.count() == 0
     assert len(list((tmp_path / "x").glob("*.rejected"))) == 1
+
+
+def test_concurrent_callers_register_once(tmp_path: Path, publisher: Publisher) -> None:
+    """The poll, heartbeat and report loops start together; a single-use bootstrap
+    token must be spent once, and every loop must end up with the token."""
+
+    class SingleUse(InMemoryServer):
+        async def register(self, bootstrap_token, hostname, agent_version, system_info):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0.05)  # a real round trip
+            if self.registrations:
+                from agent.client import InvalidToken
+
+                raise InvalidToken(401, "INVALID_TOKEN", "bootstrap token used up")
+            return await super().register(bootstrap_token, hostname, agent_version, system_info)
+
+    server = SingleUse()
+    agent = Agent(make_config(tmp_path, publisher.keys_dir), client=server)
+
+    async def main() -> list[object]:
+        return await asyncio.gather(agent.poller.poll(), agent.heartbeat(), agent.report())
+
+    outcome, beat, reported = asyncio.run(main())
+    assert server.registrations == 1
+    assert outcome.ok and beat and reported  # type: ignore[attr-defined]

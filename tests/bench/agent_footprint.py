@@ -8,11 +8,12 @@ but not that of polling, verifying and running scripts.
 
 Printed per program (from source, and the PyInstaller binary `dist/aami-agent` when
 it exists):
-- startup: seconds from exec until the control socket answers `status`;
+- startup: seconds from exec until the control socket answers `status` (the agent
+  is then polling; registration and the first poll run concurrently);
 - RSS: the whole process tree (agent plus any running scripts), median and maximum
   over the steady part (after the first 20 s), against the 40 MB budget;
-- CPU: the agent process's own user+system time over the run (scripts excluded,
-  they are reaped children), as % of one core, against the 0.5 % budget.
+- CPU: user+system time of the agent's own processes over the run (scripts excluded),
+  as % of one core, against the 0.5 % budget.
 """
 
 from __future__ import annotations
@@ -74,34 +75,69 @@ def tree_rss_kb(pid: int) -> int:
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _agent_pids(pid: int) -> list[int]:
+    """The agent's own processes in its tree (a PyInstaller one-file binary is a
+    bootloader plus the Python child); scripts (`aami-run-*` files) are left out."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/cmdline", "rb") as handle:
+                argv0 = handle.read().split(b"\0")[0]
+        except OSError:
+            continue
+        if b"aami-agent" in argv0 or current == pid:
+            out.append(current)
+        todo.extend(_children(current))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def measure(label: str, argv: list[str], state_dir: Path, seconds: float) -> Figures:
     sock = state_dir / "control.sock"
     start = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    status = [sys.executable, "-m", "agent.cli", "status", "--state-dir", str(state_dir)]
+    log = (state_dir.parent / f"{state_dir.name}.log").open("w")
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+    log.close()
     while True:
         if proc.poll() is not None:
             raise SystemExit(f"{label}: the agent exited early ({proc.returncode})")
-        if sock.exists() and subprocess.run(status, capture_output=True, cwd=ROOT).returncode == 0:
+        if sock.exists() and _answers(sock):
             break
-        time.sleep(0.02)
+        time.sleep(0.01)
     startup = time.monotonic() - start
-    cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    time.sleep(1)
+    pids = _agent_pids(proc.pid)
+    cpu0, t0 = cpu_seconds(pids), time.monotonic()
     samples = []
     while time.monotonic() - t0 < seconds:
         time.sleep(1)
         if time.monotonic() - t0 >= min(20.0, seconds / 3):
             samples.append(tree_rss_kb(proc.pid) / 1024)
-    cpu = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0) * 100
+    cpu = (cpu_seconds(pids) - cpu0) / (time.monotonic() - t0) * 100
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
     return Figures(label, startup, statistics.median(samples), max(samples), cpu, len(samples))
+
+
+def _answers(sock: Path) -> bool:
+    from agent.control import ControlUnavailable, send_command
+
+    try:
+        return bool(send_command(sock, "status", timeout=5).get("ok"))
+    except (ControlUnavailable, OSError, ValueError):
+        return False
 
 
 def programs(config: Path) -> list[tuple[str, list[str]]]:
@@ -147,11 +183,16 @@ def full(work: Path, seconds: float) -> list[Figures] | None:
             state = work / f"state-{n}"
             config = s.agent_config(state, hostname=f"bench-{n}", poll="30s")
             argv = dict(programs(config))[label] + ["--token", s.bootstrap_token()]
+            before = _stored(s)
             figures = measure(label, argv, state, seconds)
-            reply = s.server.api("GET", "/api/v1/executions?limit=500")
-            figures.executions = len(reply.json.get("data", [])) if reply.status == 200 else None
+            figures.executions = _stored(s) - before
             results.append(figures)
         return results
+
+
+def _stored(s: object) -> int:
+    reply = s.server.api("GET", "/api/v1/executions?limit=500")  # type: ignore[attr-defined]
+    return len(reply.json.get("data", [])) if reply.status == 200 else -1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in results:
         within = f.rss_max_mb <= RSS_BUDGET_MB and f.cpu_pct <= CPU_BUDGET_PCT
         ok &= within
-        runs = "" if f.executions is None else f", executions stored {f.executions}"
+        runs = "" if f.executions is None else f", {f.executions} results stored by the server"
         print(f"  {f.label}: startup {f.startup_s:.2f}s, RSS median {f.rss_median_mb:.1f} MB "
               f"max {f.rss_max_mb:.1f} MB (budget {RSS_BUDGET_MB:g}), CPU {f.cpu_pct:.2f}% "
               f"of one core (budget {CPU_BUDGET_PCT:g}%), {f.samples} samples{runs}"
