@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo run test test-fast lint bench bench-agent bench-server clean
+.PHONY: help install demo run test test-fast lint bench bench-agent bench-server binaries clean
 
 help:
 	@echo "make install   create $(VENV) and install aami with its dev tools"
@@ -12,6 +12,7 @@ help:
 	@echo "make test      install, then run the whole test suite (SQLite + PostgreSQL)"
 	@echo "make lint      ruff + mypy"
 	@echo "make bench     all benchmarks (bench-server, bench-agent)"
+	@echo "make binaries  single-file binaries in dist/ (PyInstaller) and the static agent (staticx)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,33 @@ bench-server: $(STAMP)
 
 bench-agent: $(STAMP)
 	$(BIN)/python -m tests.bench.agent_footprint $(BENCH_ARGS)
+
+# Binaries: each one is rebuilt only when a file it is built from changed.
+BUILD_BIN  := bash packaging/build-binaries.sh
+BUILD_VENV := build/venv/.installed
+PYI_COMMON := packaging/build-binaries.sh packaging/pyinstaller/common.py $(BUILD_VENV)
+PY_SHARED  := $(shell find trust units -name '*.py')
+AGENT_SRC  := $(shell find agent -name '*.py') $(PY_SHARED)
+SERVER_SRC := $(shell find server -type f ! -name '*.pyc') $(PY_SHARED) packaging/install-agent.sh
+CLI_SRC    := $(shell find cli bundle -name '*.py') $(PY_SHARED)
+
+$(BUILD_VENV): pyproject.toml
+	$(BUILD_BIN) venv
+
+dist/aami-agent: $(AGENT_SRC) packaging/pyinstaller/aami-agent.spec packaging/pyinstaller/entry_agent.py $(PYI_COMMON)
+	$(BUILD_BIN) aami-agent
+
+dist/aami-server: $(SERVER_SRC) packaging/pyinstaller/aami-server.spec packaging/pyinstaller/entry_server.py $(PYI_COMMON)
+	$(BUILD_BIN) aami-server
+
+dist/aami: $(CLI_SRC) packaging/pyinstaller/aami.spec packaging/pyinstaller/entry_cli.py $(PYI_COMMON)
+	$(BUILD_BIN) aami
+
+dist/aami-agent-static: dist/aami-agent
+	$(BUILD_BIN) aami-agent-static
+
+binaries: dist/aami-agent dist/aami-server dist/aami dist/aami-agent-static
+	@$(BUILD_BIN) summary
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""Shared settings of the three spec files (imported by them; not a PyInstaller hook).
+
+Each binary excludes what its program never imports, so that every node does not
+carry (and unpack at each start) the server's web stack. The lists are checked by
+tests/binaries: the agent binary must still register, verify and run a script.
+"""
+
+from __future__ import annotations
+
+import os
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+# Never needed by any of the three programs at run time.
+COMMON_EXCLUDES = [
+    "tkinter", "_tkinter", "turtle", "turtledemo", "idlelib", "lib2to3", "pydoc_data",
+    "test", "unittest", "doctest", "distutils", "setuptools", "pkg_resources", "pip",
+    "ensurepip", "venv", "xmlrpc", "curses", "readline", "sqlite3.test",
+    "PyInstaller", "staticx", "pytest", "hypothesis", "schemathesis", "mypy", "ruff",
+    "playwright",
+]
+
+# The agent speaks HTTP with http.client and serves /metrics itself (agent/client.py,
+# agent/metrics.py): the server's web and database stack stays out of its binary.
+AGENT_EXCLUDES = COMMON_EXCLUDES + [
+    "server", "cli", "bundle",
+    "aiohttp", "aiohttp_jinja2", "multidict", "yarl", "frozenlist", "aiosignal",
+    "propcache", "aiohappyeyeballs", "async_timeout", "attr", "attrs",
+    "peewee", "playhouse", "psycopg2", "jinja2", "markupsafe", "prometheus_client",
+    "jsonschema", "jsonschema_specifications", "referencing", "rpds",
+    "sqlite3", "_sqlite3", "xml", "pyexpat", "_decimal", "decimal", "lzma", "_lzma",
+    "bz2", "_bz2", "multiprocessing", "concurrent.futures.process", "ctypes.macholib",
+    "pycparser",  # (cffi's _cffi_backend stays: cryptography's Rust binding loads it)
+    # CJK codecs: the agent reads and writes UTF-8 only.
+    "_codecs_cn", "_codecs_hk", "_codecs_iso2022", "_codecs_jp", "_codecs_kr", "_codecs_tw",
+    "_multibytecodec",
+]
+
+# The operator CLI talks to the server over urllib and builds bundles: no server stack.
+CLI_EXCLUDES = COMMON_EXCLUDES + [
+    "server", "agent",
+    "aiohttp", "aiohttp_jinja2", "multidict", "yarl", "frozenlist", "aiosignal",
+    "propcache", "aiohappyeyeballs", "peewee", "playhouse", "psycopg2", "jinja2",
+    "markupsafe", "prometheus_client", "jsonschema", "jsonschema_specifications",
+    "referencing", "rpds", "sqlite3", "_sqlite3",
+]
+
+SERVER_EXCLUDES = COMMON_EXCLUDES + ["agent", "cli", "bundle"]
+
+
+def server_datas() -> list[tuple[str, str]]:
+    """Templates, static files and SQL migrations, at the same package-relative places
+    as in the source tree: importlib.resources and jinja2.PackageLoader find them there."""
+    server = os.path.join(ROOT, "server")
+    datas = [(os.path.join(server, "templates"), "server/templates"),
+             (os.path.join(server, "static"), "server/static")]
+    migrations = os.path.join(server, "migrations")
+    datas += [(os.path.join(migrations, name), "server/migrations")
+              for name in sorted(os.listdir(migrations)) if name.endswith(".sql")]
+    # Served at GET /install-agent.sh when no installed release holds a copy.
+    datas.append((os.path.join(ROOT, "packaging", "install-agent.sh"), "packaging"))
+    return datas

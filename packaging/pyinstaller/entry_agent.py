@@ -1,0 +1,7 @@
+"""PyInstaller entry point of the `aami-agent` binary (same as the console script)."""
+
+import sys
+
+from agent.cli import main
+
+sys.exit(main())

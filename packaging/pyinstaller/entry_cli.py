@@ -1,0 +1,7 @@
+"""PyInstaller entry point of the `aami` binary (same as the console script)."""
+
+import sys
+
+from cli.main import main
+
+sys.exit(main())

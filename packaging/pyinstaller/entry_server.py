@@ -1,0 +1,7 @@
+"""PyInstaller entry point of the `aami-server` binary (same as the console script)."""
+
+import sys
+
+from server.cli import main
+
+sys.exit(main())
