@@ -172,9 +172,13 @@ def test_server_down_for_several_cycles_every_result_arrives_once(
         try:
             _wait_for(lambda: not list((state / "spool" / "executions").glob("*.json")),
                       timeout=60, what="the spool to drain")
+            poll = run_cli("aami-agent", "poll", "--now", "--state-dir", str(state), check=False)
+            assert poll.returncode == 0 and poll.stdout.startswith("poll ok"), poll
+            status = run_cli("aami-agent", "status", "--json", "--state-dir", str(state))
+            assert json.loads(status.stdout)["registered"] is True
             agent.send_signal(signal.SIGTERM)
-            _, stderr = agent.communicate(timeout=30)
-            assert agent.returncode == 0, stderr
+            agent.wait(timeout=30)
+            assert agent.returncode == 0, (tmp_path / "agent.log").read_text()
             total = json.loads((state / "state.json").read_text())["scripts_total"]
             reply = http("GET", f"{s.server.url}/api/v1/executions?limit=500",
                          token=s.admin)
