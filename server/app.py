@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server import __version__
-from server.api import admin, agent, operations, system
+from server.api import admin, agent, downloads, operations, system
 from server.appkeys import AUTHENTICATOR, CONFIG, DATABASE, HTTP_METRICS, OPENAPI
 from server.auth import Authenticator
 from server.config import ServerConfig
@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 def all_routes() -> list[Route]:
     from server import web as web_ui
 
-    return [*system.ROUTES, *admin.ROUTES, *operations.ROUTES, *agent.ROUTES, *web_ui.ROUTES]
+    return [*system.ROUTES, *admin.ROUTES, *operations.ROUTES, *agent.ROUTES, *downloads.ROUTES,
+            *web_ui.ROUTES]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -22,7 +22,8 @@ COMMON_EXCLUDES = [
 
 # The agent speaks HTTP with http.client and serves /metrics itself (agent/client.py,
 # agent/metrics.py): the server's web and database stack stays out of its binary.
-AGENT_EXCLUDES = COMMON_EXCLUDES + [
+AGENT_EXCLUDES = [
+    *COMMON_EXCLUDES,
     "server", "cli", "bundle",
     "aiohttp", "aiohttp_jinja2", "multidict", "yarl", "frozenlist", "aiosignal",
     "propcache", "aiohappyeyeballs", "async_timeout", "attr", "attrs",
@@ -37,7 +38,8 @@ AGENT_EXCLUDES = COMMON_EXCLUDES + [
 ]
 
 # The operator CLI talks to the server over urllib and builds bundles: no server stack.
-CLI_EXCLUDES = COMMON_EXCLUDES + [
+CLI_EXCLUDES = [
+    *COMMON_EXCLUDES,
     "server", "agent",
     "aiohttp", "aiohttp_jinja2", "multidict", "yarl", "frozenlist", "aiosignal",
     "propcache", "aiohappyeyeballs", "peewee", "playhouse", "psycopg2", "jinja2",
@@ -45,7 +47,7 @@ CLI_EXCLUDES = COMMON_EXCLUDES + [
     "referencing", "rpds", "sqlite3", "_sqlite3",
 ]
 
-SERVER_EXCLUDES = COMMON_EXCLUDES + ["agent", "cli", "bundle"]
+SERVER_EXCLUDES = [*COMMON_EXCLUDES, "agent", "cli", "bundle"]
 
 
 def server_datas() -> list[tuple[str, str]]:

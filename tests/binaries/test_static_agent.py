@@ -73,7 +73,8 @@ def make_root(root: Path, s: Site, agent: Path) -> None:
 def run_in_root(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`/aami-agent ARGS` chrooted into `root`, with a fresh /proc in a private mount
     namespace (it goes away with the process), a bare environment, the host's network."""
-    inner = 'root=$1; shift; mount -t proc proc "$root/proc" && exec chroot "$root" /aami-agent "$@"'
+    inner = ('root=$1; shift; mount -t proc proc "$root/proc" '
+             '&& exec chroot "$root" /aami-agent "$@"')
     return subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "--", "bash", "-c", inner, "bash",
          str(root), *args],
