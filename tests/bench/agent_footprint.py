@@ -152,7 +152,7 @@ def programs(config: Path) -> list[tuple[str, list[str]]]:
 def degraded(work: Path, seconds: float) -> list[Figures]:
     from tests.harness import free_port
 
-    results = []
+    results: list[Figures] = []
     for label, _ in programs(work / "x"):
         state = work / f"state-{len(results)}"
         config = work / f"agent-{len(results)}.yaml"
@@ -178,7 +178,7 @@ def full(work: Path, seconds: float) -> list[Figures] | None:
             s.apply({"name": f"bench-{i}", "script": f"bench-check-{i}", "version": "latest",
                      "scope": "global", "schedule": {"mode": "interval", "interval": "30s"},
                      "timeout": "20s"})
-        results = []
+        results: list[Figures] = []
         for n, (label, _) in enumerate(programs(work / "x")):
             state = work / f"state-{n}"
             config = s.agent_config(state, hostname=f"bench-{n}", poll="30s")
@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         results = None if args.degraded else full(work, args.seconds)
         mode = "full: real server, 5 interval policies every 30s"
         if results is None:
-            mode = "DEGRADED: the server has no Agent API yet; agent against an unreachable server"
+            why = "requested" if args.degraded else "the server has no Agent API yet"
+            mode = f"DEGRADED ({why}): agent against an unreachable server"
             results = degraded(work, args.seconds)
     print(f"aami-agent footprint ({mode}, {args.seconds:g}s per program)")
     ok = True
