@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the test suite drives for real: Chromium for the web UI tests,
-# systemd-analyze for the unit files, nix for flake evaluation. Idempotent.
+# systemd-analyze for the unit files, nix for flake evaluation; for `make binaries`
+# and tests/binaries: Debian's Python 3.11 with venv (staticx refuses pyenv's), patchelf
+# (staticx) and a static busybox (the script interpreter in the empty-root test). Idempotent.
 set -euo pipefail
-want=(chromium systemd nix-bin)
+want=(chromium systemd nix-bin python3.11-venv patchelf busybox-static)
 missing=()
 for pkg in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
