@@ -61,6 +61,7 @@ def create_app(config: ServerConfig) -> web.Application:
     routes = all_routes()
     app[OPENAPI] = build_document([r for r in routes if r.in_openapi], version=__version__)
     add_routes(app, routes)
+    web_ui.SETUP(app)
     app.cleanup_ctx.append(database_ctx)
     for package in (admin, operations, agent, web_ui):
         app.cleanup_ctx.extend(getattr(package, "CLEANUP_CONTEXTS", []))

@@ -1,4 +1,4 @@
-"""The web UI: server-rendered pages under /ui (aiohttp + Jinja2, no external assets).
+"""The web UI: server-rendered pages under /ui (aiohttp-jinja2, no external assets).
 
 Pages share the admin API's services (`server.services.*`), run every query in the
 database thread pool, and are guarded by one middleware (session, CSRF, roles,
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from server.routing import Route
 from server.web.middleware import ui_middleware
+from server.web.render import setup_templates
 from server.web.views import auth, catalog, dashboard, fleet, force_runs, policies, targets
 
 ROUTES: list[Route] = [*auth.ROUTES, *dashboard.ROUTES, *targets.ROUTES, *catalog.ROUTES,
                        *policies.ROUTES, *fleet.ROUTES, *force_runs.ROUTES]
 MIDDLEWARES: list = [ui_middleware]
 CLEANUP_CONTEXTS: list = []
+SETUP = setup_templates  # called once by create_app, before the app is frozen

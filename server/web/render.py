@@ -1,4 +1,5 @@
-"""Template rendering: one Jinja2 environment, loaded from the package's templates.
+"""Template rendering: one Jinja2 environment per application (aiohttp-jinja2),
+loaded from the package's templates.
 
 Templates are compiled once and cached; autoescaping is on for every template, so
 hostnames, script output and error messages cannot inject markup. Filters that turn
@@ -7,12 +8,12 @@ stored values into readable text (relative times, durations) are pure functions.
 
 from __future__ import annotations
 
-import functools
 import json
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
@@ -85,25 +86,28 @@ def query_with(query: dict[str, str], **changes: Any) -> str:
     return "?" + urlencode(merged) if merged else "?"
 
 
-@functools.cache
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(
+def setup_templates(app: web.Application) -> None:
+    """Attach the template environment to `app` (called by `create_app`)."""
+    aiohttp_jinja2.setup(
+        app,
         loader=jinja2.PackageLoader("server", "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        filters={"reltime": reltime, "abstime": abstime, "isotime": isotime,
+                 "millis": millis, "duration": human_duration, "pretty_json": pretty_json},
     )
-    env.filters.update(reltime=reltime, abstime=abstime, isotime=isotime, millis=millis,
-                       duration=human_duration, pretty_json=pretty_json)
-    env.globals.update(version=__version__, query_with=query_with)
-    return env
+    aiohttp_jinja2.get_env(app).globals.update(version=__version__, query_with=query_with)
 
 
 def render(request: web.Request, template: str, context: dict[str, Any], *,
            status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     user: UiUser | None = request.get(USER_KEY)
-    page = environment().get_template(template).render(
-        user=user, request_path=request.path, query=dict(request.query), **context
+    response = aiohttp_jinja2.render_template(
+        template, request,
+        {"user": user, "request_path": request.path, "query": dict(request.query), **context},
+        status=status,
     )
-    return web.Response(text=page, status=status, content_type="text/html",
-                        charset="utf-8", headers=headers)
+    if headers:
+        response.headers.update(headers)
+    return response
