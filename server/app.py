@@ -3,8 +3,9 @@ build it the same way.
 
 Route tables come from four places, each owning its own package:
 `server.api.admin` (admin REST API), `server.api.operations` (force-runs and
-background jobs), `server.api.agent` (Agent API) and `server.web` (web UI). Each may also contribute cleanup contexts for its
-background work; they start after the database is open and stop before it closes.
+background jobs), `server.api.agent` (Agent API) and `server.web` (web UI).
+Each may also contribute cleanup contexts for its background work; they start
+after the database is open and stop before it closes.
 """
 
 from __future__ import annotations
