@@ -39,6 +39,7 @@ from server.models import ForceRunTarget
 from server.services import assignments, revision
 from server.services.assignments import Snapshot, TargetView
 from server.services.heartbeats import StatusBuffer
+from server.services.jobs import tuples
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,9 @@ class CacheLimits:
 def _changes_since(last_force_row: int) -> tuple[int, int, list[int]]:
     """(revision, newest ForceRunTarget id, targets with new force-run rows)."""
     rev = revision.current()
-    rows = list(ForceRunTarget.select(ForceRunTarget.id, ForceRunTarget.target)
-                .where(ForceRunTarget.id > last_force_row)
-                .order_by(ForceRunTarget.id).limit(100_000).tuples())
+    rows = tuples(ForceRunTarget.select(ForceRunTarget.id, ForceRunTarget.target)
+                  .where(ForceRunTarget.id > last_force_row)
+                  .order_by(ForceRunTarget.id).limit(100_000))
     newest = rows[-1][0] if rows else last_force_row
     return rev, newest, sorted({target for _, target in rows})
 
@@ -198,5 +199,25 @@ class AgentCache:
 
 AGENT_CACHE: web.AppKey[AgentCache] = web.AppKey("agent_cache")
 STATUS_BUFFER: web.AppKey[StatusBuffer] = web.AppKey("status_buffer")
-REGISTRATION_GATE: web.AppKey[asyncio.Semaphore] = web.AppKey("registration_gate")
+
+
+class Gate:
+    """A semaphore that knows how many callers wait on it (for load shedding)."""
+
+    def __init__(self, slots: int) -> None:
+        self._semaphore = asyncio.Semaphore(slots)
+        self.waiting = 0
+
+    async def __aenter__(self) -> None:
+        self.waiting += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self.waiting -= 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._semaphore.release()
+
+
+REGISTRATION_GATE: web.AppKey[Gate] = web.AppKey("registration_gate")
 EXECUTION_WRITER: web.AppKey[ExecutionWriter] = web.AppKey("execution_writer")

@@ -34,7 +34,7 @@ from server.models import (
 from server.resolution import PolicyRule, TargetContext, applies_to
 from server.services import jobs
 from server.services.assignments import rule_from_row
-from server.services.jobs import write_transaction
+from server.services.jobs import tuples, write_transaction
 from server.timefmt import iso
 
 FAN_OUT_CHUNK = 500
@@ -53,8 +53,8 @@ def _policy(policy_id: int) -> Policy:
 
 def _contexts(target_ids: list[int]) -> dict[int, TargetContext]:
     groups: dict[int, dict[int, int]] = {t: {} for t in target_ids}
-    rows = (TargetGroup.select(TargetGroup.target, TargetGroup.group, Group.priority)
-            .join(Group).where(TargetGroup.target.in_(target_ids)).tuples())
+    rows = tuples(TargetGroup.select(TargetGroup.target, TargetGroup.group, Group.priority)
+                  .join(Group).where(TargetGroup.target.in_(target_ids)))
     for target_id, group_id, priority in rows:
         groups[target_id][group_id] = priority
     return {t: TargetContext(t, g) for t, g in groups.items()}
@@ -102,11 +102,10 @@ def fan_out_chunk(force_run_id: int, after_target: int, limit: int = FAN_OUT_CHU
     force_run = ForceRun.get_by_id(force_run_id)
     rule: PolicyRule = rule_from_row(force_run.policy)
     with write_transaction():
-        members = [row[0] for row in
-                   TargetGroup.select(TargetGroup.target)
-                   .where(TargetGroup.group == force_run.group_id,
-                          TargetGroup.target > after_target)
-                   .order_by(TargetGroup.target).limit(limit).tuples()]
+        members = [row[0] for row in tuples(
+            TargetGroup.select(TargetGroup.target)
+            .where(TargetGroup.group == force_run.group_id, TargetGroup.target > after_target)
+            .order_by(TargetGroup.target).limit(limit))]
         if not members:
             return after_target, 0, 0, 0
         contexts = _contexts(members)
@@ -145,13 +144,15 @@ def status(force_run_id: int, *, limit: int = 500) -> dict[str, Any]:
     force_run = ForceRun.get_or_none(ForceRun.id == force_run_id)
     if force_run is None:
         raise NotFound(f"force-run {force_run_id} does not exist", details={"id": force_run_id})
-    counts = dict(ForceRunTarget.select(ForceRunTarget.status, peewee.fn.COUNT(ForceRunTarget.id))
-                  .where(ForceRunTarget.force_run == force_run_id)
-                  .group_by(ForceRunTarget.status).tuples())
-    rows = (ForceRunTarget.select(ForceRunTarget.target, Target.hostname, ForceRunTarget.status,
-                                  ForceRunTarget.execution_id, ForceRunTarget.updated_at)
-            .join(Target).where(ForceRunTarget.force_run == force_run_id)
-            .order_by(ForceRunTarget.target).limit(limit).tuples())
+    counts: dict[str, int] = {
+        state: count for state, count in tuples(
+            ForceRunTarget.select(ForceRunTarget.status, peewee.fn.COUNT(ForceRunTarget.id))
+            .where(ForceRunTarget.force_run == force_run_id).group_by(ForceRunTarget.status))}
+    rows = tuples(ForceRunTarget.select(ForceRunTarget.target, Target.hostname,
+                                        ForceRunTarget.status, ForceRunTarget.execution_id,
+                                        ForceRunTarget.updated_at)
+                  .join(Target).where(ForceRunTarget.force_run == force_run_id)
+                  .order_by(ForceRunTarget.target).limit(limit))
     job = _job_for(force_run)
     fanning_out = job is not None and job.status in ("queued", "running")
     pending = counts.get("pending", 0)

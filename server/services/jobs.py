@@ -10,7 +10,7 @@ dead one).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import peewee
 
@@ -97,3 +97,8 @@ def write_transaction() -> Any:
     if isinstance(database, peewee.SqliteDatabase):
         return database.atomic(lock_type="IMMEDIATE")
     return database_proxy.atomic()
+
+
+def tuples(query: Any) -> list[tuple[Any, ...]]:
+    """A query's rows as plain tuples (peewee's own typing says model instances)."""
+    return cast(list[tuple[Any, ...]], list(query.tuples()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from server.models import ScriptExecution, utcnow
-from server.services.jobs import write_transaction
+from server.services.jobs import tuples, write_transaction
 
 BATCH = 1000
 
@@ -27,10 +27,10 @@ def count_older(before: datetime) -> int:
 def prune_batch(before: datetime, limit: int = BATCH) -> int:
     """Delete up to `limit` executions that started before `before`; returns how many."""
     with write_transaction():
-        ids = [row[0] for row in
-               ScriptExecution.select(ScriptExecution.id)
-               .where(ScriptExecution.started_at < before)
-               .order_by(ScriptExecution.started_at).limit(limit).tuples()]
+        ids = [row[0] for row in tuples(
+            ScriptExecution.select(ScriptExecution.id)
+            .where(ScriptExecution.started_at < before)
+            .order_by(ScriptExecution.started_at).limit(limit))]
         if not ids:
             return 0
         return int(ScriptExecution.delete().where(ScriptExecution.id.in_(ids)).execute())

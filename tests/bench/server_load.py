@@ -57,6 +57,7 @@ class Stats:
     statuses: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     steady: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     registered: int = 0
+    shed: int = 0  # registrations answered 503 + Retry-After (retried, not errors)
     steady_from: float = 0.0  # monotonic time after the registration ramp
 
     def record(self, endpoint: str, seconds: float, status: int) -> None:
@@ -118,11 +119,19 @@ class SimAgent:
         return response.status, data, etag
 
     async def register(self) -> bool:
-        status, data, _ = await self.call(
-            "register", "POST", "/register", token=self.bootstrap, ok=(201,),
-            body={"hostname": self.hostname, "agent_version": "bench",
-                  "system_info": {"cpus": 8, "sim": True}})
+        for _ in range(20):
+            status, data, _ = await self.call(
+                "register", "POST", "/register", token=self.bootstrap, ok=(201, 503),
+                body={"hostname": self.hostname, "agent_version": "bench",
+                      "system_info": {"cpus": 8, "sim": True}})
+            if status != 503:
+                break
+            # Shed by the server: back off as told, as a real agent does.
+            self.stats.shed += 1
+            await asyncio.sleep(float(json.loads(data)["details"]["retry_after_seconds"]))
         if status != 201:
+            if status == 503:
+                self.stats.error("register", "still shed after 20 attempts")
             return False
         self.token = json.loads(data)["agent_token"]
         self.stats.registered += 1
@@ -247,6 +256,7 @@ def report(plan: Plan, args: argparse.Namespace, stats: Stats, wall: float,
         "agents": plan.agents, "registered": stats.registered, "duration_s": round(wall, 1),
         "server_processes": args.server_processes, "requests": total,
         "requests_per_s": round(total / wall, 1), "errors": sum(stats.errors.values()),
+        "registrations_shed_and_retried": stats.shed,
         "error_samples": stats.error_samples, "endpoints": endpoints, "servers": servers,
         "postgres_cpu_percent": round(100 * pg_cpu / wall, 1),
         "load_generator_cpu_percent": round(100 * gen_cpu / wall, 1),
@@ -261,7 +271,8 @@ def print_report(result: dict[str, Any]) -> None:
     print(f"\nagents simulated: {result['agents']} (registered {result['registered']}), "
           f"{result['duration_s']} s, {result['server_processes']} server process(es)")
     print(f"requests: {result['requests']} ({result['requests_per_s']}/s), "
-          f"errors: {result['errors']}")
+          f"errors: {result['errors']}, registrations shed (503, retried after "
+          f"Retry-After): {result['registrations_shed_and_retried']}")
     print(f"{'endpoint':<14}{'req':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
           f"{'errors':>8}{'p99 after ramp':>16}")
     for name, e in result["endpoints"].items():
@@ -284,7 +295,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--duration", default="120s")
     parser.add_argument("--server-processes", type=int, default=1)
-    parser.add_argument("--ramp", default="30s", help="registrations spread over this")
+    parser.add_argument("--ramp", default="60s", help="registrations spread over this")
     parser.add_argument("--poll", default="30s")
     parser.add_argument("--heartbeat", default="30s")
     parser.add_argument("--report", default="60s")

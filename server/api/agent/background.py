@@ -21,6 +21,7 @@ from server.caches import (
     REGISTRATION_GATE,
     STATUS_BUFFER,
     AgentCache,
+    Gate,
 )
 from server.db import Database
 from server.services import heartbeats
@@ -64,7 +65,7 @@ async def agent_background_ctx(app: web.Application) -> AsyncIterator[None]:
     buffer = StatusBuffer()
     app[AGENT_CACHE] = cache
     app[STATUS_BUFFER] = buffer
-    app[REGISTRATION_GATE] = asyncio.Semaphore(max(1, config.db_threads // 2))
+    app[REGISTRATION_GATE] = Gate(max(1, config.db_threads // 2))
     writer = ExecutionWriter(database)
     writer.start()
     app[EXECUTION_WRITER] = writer

@@ -7,6 +7,7 @@ request, so there is nothing to point at another node's data.
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict
 
 from aiohttp import web
@@ -15,7 +16,7 @@ from server.api.agent import schemas as s
 from server.appkeys import AUTHENTICATOR, CONFIG, DATABASE
 from server.auth import Authenticator
 from server.caches import AGENT_CACHE, EXECUTION_WRITER, REGISTRATION_GATE, STATUS_BUFFER
-from server.errors import NotFound, PayloadTooLarge
+from server.errors import NotFound, PayloadTooLarge, error_response
 from server.models import utcnow
 from server.principal import BootstrapPrincipal
 from server.routing import AGENT, BOOTSTRAP, Call, Route, json_reply
@@ -26,14 +27,25 @@ from server.services.heartbeats import heartbeat_from_body
 from server.tokens import hash_token
 
 TAG = "agent"
+REGISTRATION_QUEUE_MAX = 200  # per process; ~2 s of work at this machine's pace
 
 
 async def register(call: Call) -> web.Response:
     assert isinstance(call.principal, BootstrapPrincipal)
     config = call.app[CONFIG]
     # Registrations are the heaviest writes; a fleet arriving at once must not take
-    # every database thread from the polls and heartbeats of agents already running.
-    async with call.app[REGISTRATION_GATE]:
+    # every database thread from the polls and heartbeats of agents already running,
+    # and must not queue past its agents' timeouts (work done for nobody): beyond
+    # REGISTRATION_QUEUE_MAX waiting, shed load with 503 + Retry-After.
+    gate = call.app[REGISTRATION_GATE]
+    if gate.waiting >= REGISTRATION_QUEUE_MAX:
+        retry = random.randint(5, 30)  # noqa: S311 - jitter, not a secret
+        reply = error_response(503, "SERVICE_UNAVAILABLE",
+                               "too many agents are registering at once; retry later",
+                               {"retry_after_seconds": retry})
+        reply.headers["Retry-After"] = str(retry)
+        return reply
+    async with gate:
         result = await call.app[DATABASE].run(
             registration.register, call.principal.token_id, call.body,
             default_heartbeat=config.heartbeat_interval_seconds)
