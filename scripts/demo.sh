@@ -9,10 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
-DATA=${AAMI_DEMO_DIR:-demo-data}
+DATA=$(realpath -m "${AAMI_DEMO_DIR:-demo-data}")
 PORT=${AAMI_DEMO_PORT:-8080}
+METRICS_PORT=${AAMI_DEMO_METRICS_PORT:-9101}
 SERVER=http://127.0.0.1:$PORT
-DB="sqlite:///$PWD/$DATA/aami.db"
+DB="sqlite:///$DATA/aami.db"
 mkdir -p "$DATA"
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -42,7 +43,9 @@ mkdir -p "$DATA/trusted-keys"
 cp "$DATA/keys/publisher.pub" "$DATA/trusted-keys/publisher.pub"
 
 step "Signing and publishing the demo check examples/scripts/disk-usage.sh"
-version="1.0.$(date +%s)"
+# Ed25519 signatures are deterministic: re-signing the same bytes as the same
+# version gives the identical signed script, which the server accepts as unchanged.
+version=1.0.0
 cp examples/scripts/disk-usage.sh "$DATA/disk-usage.sh"
 "$BIN/aami" script sign "$DATA/disk-usage.sh" --key "$DATA/keys/publisher.key" \
     --name disk-usage --version "$version" --interpreter bash --timeout 30s \
@@ -53,36 +56,46 @@ cp examples/scripts/disk-usage.sh "$DATA/disk-usage.sh"
 step "Applying the policy examples/policies/demo.yaml"
 "$BIN/aami" policy apply examples/policies/demo.yaml
 
-if [ ! -s "$DATA/agent/agent-token" ] && [ ! -s "$DATA/bootstrap-token" ]; then
+if [ ! -s "$DATA/agent/state.json" ]; then
+    step "Creating a single-use bootstrap token for the local agent"
     (umask 077; "$BIN/aami-server" bootstrap-token create --max-uses 1 --expires 1h \
         --database "$DB" >"$DATA/bootstrap-token")
 fi
 cat >"$DATA/agent.yaml" <<YAML
 server:   {url: $SERVER, timeout: 10s}
-agent:    {hostname: demo-node, state_dir: $PWD/$DATA/agent, poll_interval: 10s,
-           heartbeat_interval: 10s, bootstrap_token_file: $PWD/$DATA/bootstrap-token}
-trust:    {keys_dir: $PWD/$DATA/trusted-keys}
+agent:    {hostname: demo-node, state_dir: $DATA/agent, poll_interval: 10s,
+           heartbeat_interval: 10s, bootstrap_token_file: $DATA/bootstrap-token}
+trust:    {keys_dir: $DATA/trusted-keys}
 executor: {max_concurrent: 2, default_timeout: 60s, output_limit: 64KiB, run_as: ""}
-metrics:  {listen: 127.0.0.1:9101, textfile_dir: $PWD/$DATA/textfile}
+metrics:  {listen: 127.0.0.1:$METRICS_PORT, textfile_dir: $DATA/textfile}
 logging:  {level: info, format: text}
 YAML
 
 step "Starting aami-agent (log: $DATA/agent.log)"
-"$BIN/aami-agent" run --config "$DATA/agent.yaml" >"$DATA/agent.log" 2>&1 &
+# AAMI_TOKEN holds the operator's admin token; the agent must not mistake it for
+# a bootstrap token, so it runs without the operator's environment variables.
+env -u AAMI_TOKEN -u AAMI_SERVER "$BIN/aami-agent" run --config "$DATA/agent.yaml" \
+    >"$DATA/agent.log" 2>&1 &
 pids+=($!)
 
 step "Waiting for the first verified run to be reported"
+result=""
 for _ in $(seq 1 60); do
     result=$(curl -fsS -H "Authorization: Bearer $AAMI_TOKEN" \
         "$SERVER/api/v1/executions?script=disk-usage&limit=1" 2>/dev/null || true)
     if printf '%s' "$result" | grep -q '"id"'; then break; fi
+    result=""
     sleep 1
 done
+if [ -z "$result" ]; then
+    echo "no run reported within a minute; see $DATA/agent.log and $DATA/server.log"
+    exit 1
+fi
 printf '%s\n' "$result" | python3 -m json.tool
 cat <<MSG
 
 The server is at $SERVER (web UI: $SERVER/ui/, log in with the token in $DATA/admin-token).
-Agent metrics: http://127.0.0.1:9101/metrics   node_exporter textfile: $DATA/textfile/
+Agent metrics: http://127.0.0.1:$METRICS_PORT/metrics   node_exporter textfile: $DATA/textfile/
 Try: $BIN/aami-agent status --config $DATA/agent.yaml
      $BIN/aami-agent poll --now --config $DATA/agent.yaml
 Press Ctrl-C to stop the server and the agent.
