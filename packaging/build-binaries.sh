@@ -68,8 +68,10 @@ build_static() {
     # staticx bundles the dynamic loader and every shared library the binary (and the
     # libraries PyInstaller unpacks) need, so the result runs on any Linux kernel with
     # no files of the host: an empty chroot is enough (tests/binaries).
+    # --no-compress: the PyInstaller archive inside is compressed already; xz on top
+    # saved 2.3 MiB but doubled the start-up (~0.5 s -> ~1 s, measured on 2 cores).
     run_logged aami-agent-static env PATH="$VENV/bin:$PATH" \
-        "$VENV/bin/staticx" --strip "$DIST/aami-agent" "$DIST/aami-agent-static.tmp"
+        "$VENV/bin/staticx" --strip --no-compress "$DIST/aami-agent" "$DIST/aami-agent-static.tmp"
     mv -f -- "$DIST/aami-agent-static.tmp" "$DIST/aami-agent-static"
 }
 
