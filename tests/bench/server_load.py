@@ -299,7 +299,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--poll", default="30s")
     parser.add_argument("--heartbeat", default="30s")
     parser.add_argument("--report", default="60s")
-    parser.add_argument("--connections", type=int, default=1000,
+    parser.add_argument("--connections", type=int, default=5000,
                         help="client connections in all (a load balancer's pool)")
     parser.add_argument("--db-threads", type=int, default=8)
     parser.add_argument("--p99-budget", default="250ms")
