@@ -73,3 +73,26 @@ def test_frozen_cli_generates_keys_and_signs(binaries: Binaries, tmp_path: Path)
     bad = aami("script", "sign", "missing.sh", "--key", "keys/ops.key", "--name", "x",
                "--version", "1.0.0")
     assert bad.returncode in (1, 2) and "Traceback" not in bad.stderr
+
+
+def archive_modules(binary: Path) -> set[str]:
+    """Module and file names inside a PyInstaller binary (pyi-archive_viewer -l -r)."""
+    viewer = REPO / "build" / "venv" / "bin" / "pyi-archive_viewer"
+    listing = subprocess.run([str(viewer), "-l", "-r", str(binary)], capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+    return {line.rsplit(", ", 1)[1].strip("'") for line in listing.splitlines()
+            if line.startswith(" ") and line.count(", ") >= 3}
+
+
+def test_the_agent_binary_leaves_out_the_server_stack(binaries: Binaries) -> None:
+    """packaging/pyinstaller/common.py's AGENT_EXCLUDES: every node carries and unpacks
+    the agent binary at each start, so what the agent never imports stays out."""
+    agent = archive_modules(binaries.agent)
+    assert {"agent.executor", "agent.cli", "trust.verify", "yaml"} <= agent
+    unwanted = ("server", "aiohttp", "peewee", "jinja2", "psycopg2", "prometheus_client",
+                "jsonschema", "cli", "bundle")
+    leaked = sorted(m for m in agent if m.split(".")[0].split("/")[0] in unwanted)
+    assert leaked == []
+    server = archive_modules(binaries.server)
+    assert {"server.app", "aiohttp", "peewee", "psycopg2", "server/migrations/"
+            "0001_initial.sqlite.sql", "server/templates/base.html"} <= server
