@@ -46,14 +46,15 @@ build_venv() {
     [[ -x $PYTHON_BUILD ]] || fail "$PYTHON_BUILD not found (Debian: apt-get install python3.11-venv)"
     if [[ -f $stamp && $stamp -nt $ROOT/pyproject.toml ]]; then return; fi
     command -v patchelf >/dev/null || fail "patchelf is required by staticx (apt-get install patchelf)"
-    run_logged venv bash -c "
-        set -e
-        rm -rf '$VENV'
-        '$PYTHON_BUILD' -m venv '$VENV'
-        '$VENV/bin/pip' install --quiet --upgrade pip
-        '$VENV/bin/pip' install --quiet -e '$ROOT[build]'
-    "
+    run_logged venv make_venv
     touch -- "$stamp"
+}
+
+make_venv() {  # run under `if !`, where set -e does not apply: hence the &&
+    rm -rf -- "$VENV" &&
+        "$PYTHON_BUILD" -m venv "$VENV" &&
+        "$VENV/bin/pip" install --quiet --upgrade pip &&
+        "$VENV/bin/pip" install --quiet -e "${ROOT}[build]"
 }
 
 build_one() {  # $1 binary name = spec name
