@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -85,9 +86,8 @@ class Database:
         """Run `fn(*args, **kwargs)` in the database thread pool and await its result."""
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
-        return await loop.run_in_executor(
-            self._executor, lambda: ctx.run(self._call, fn, *args, **kwargs)
-        )
+        call = functools.partial(self._call, fn, *args, **kwargs)
+        return await loop.run_in_executor(self._executor, ctx.run, call)
 
     def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
 
@@ -44,6 +44,9 @@ class BaseModel(peewee.Model):
 
 
 class Group(BaseModel):
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+
     name = peewee.CharField(max_length=128, unique=True)
     description = peewee.TextField(default="")
     priority = peewee.IntegerField(default=0)
@@ -54,6 +57,9 @@ class Group(BaseModel):
 
 
 class Target(BaseModel):
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+
     hostname = peewee.CharField(max_length=253, unique=True)
     labels = JSONField(default=dict)
     created_at = peewee.DateTimeField(default=utcnow)
@@ -61,6 +67,11 @@ class Target(BaseModel):
 
 
 class TargetGroup(BaseModel):
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+        target_id: peewee.Field[int]
+        group_id: peewee.Field[int]
+
     target = peewee.ForeignKeyField(Target, on_delete="CASCADE", backref="memberships")
     group = peewee.ForeignKeyField(Group, on_delete="CASCADE", backref="memberships")
 
@@ -69,6 +80,9 @@ class TargetGroup(BaseModel):
 
 
 class PublisherKey(BaseModel):
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+
     name = peewee.CharField(max_length=128, unique=True)
     key_id = peewee.CharField(max_length=64, unique=True)
     public_key = peewee.TextField()
@@ -78,6 +92,10 @@ class PublisherKey(BaseModel):
 
 
 class Script(BaseModel):
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+        key_id: peewee.Field[int]
+
     name = peewee.CharField(max_length=128, index=True)
     version = peewee.CharField(max_length=64)
     # Numeric version parts, so "latest" and "higher than" are plain SQL orderings.
@@ -100,6 +118,11 @@ class Script(BaseModel):
 
 
 class Policy(BaseModel):
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+        group_id: peewee.Field[int | None]
+        target_id: peewee.Field[int | None]
+
     name = peewee.CharField(max_length=128, unique=True)
     script_name = peewee.CharField(max_length=128, index=True)
     version = peewee.CharField(max_length=64, default="latest")
@@ -118,6 +141,9 @@ class Policy(BaseModel):
 
 
 class ApiToken(BaseModel):
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+
     name = peewee.CharField(max_length=128)
     role = peewee.CharField(max_length=16)  # viewer | operator | admin
     token_hash = peewee.CharField(max_length=64, unique=True)
@@ -128,6 +154,10 @@ class ApiToken(BaseModel):
 
 
 class BootstrapToken(BaseModel):
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+        group_id: peewee.Field[int | None]
+
     name = peewee.CharField(max_length=128, default="")
     token_hash = peewee.CharField(max_length=64, unique=True)
     prefix = peewee.CharField(max_length=16)
@@ -142,6 +172,10 @@ class BootstrapToken(BaseModel):
 
 
 class AgentToken(BaseModel):
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+        target_id: peewee.Field[int]
+
     target = peewee.ForeignKeyField(Target, on_delete="CASCADE", backref="agent_tokens")
     token_hash = peewee.CharField(max_length=64, unique=True)
     prefix = peewee.CharField(max_length=16)
@@ -150,6 +184,9 @@ class AgentToken(BaseModel):
 
 
 class AgentStatus(BaseModel):
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        target_id: peewee.Field[int]
+
     target = peewee.ForeignKeyField(
         Target, primary_key=True, on_delete="CASCADE", backref="agent_status"
     )
@@ -165,6 +202,12 @@ class AgentStatus(BaseModel):
 
 
 class ForceRun(BaseModel):
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+        policy_id: peewee.Field[int]
+        target_id: peewee.Field[int | None]
+        group_id: peewee.Field[int | None]
+
     policy = peewee.ForeignKeyField(Policy, on_delete="CASCADE", backref="force_runs")
     target = peewee.ForeignKeyField(Target, null=True, on_delete="CASCADE")
     group = peewee.ForeignKeyField(Group, null=True, on_delete="CASCADE")
@@ -175,6 +218,11 @@ class ForceRun(BaseModel):
 
 class ForceRunTarget(BaseModel):
     """One target's share of a force-run request: pending until its execution arrives."""
+
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+        force_run_id: peewee.Field[int]
+        target_id: peewee.Field[int]
 
     force_run = peewee.ForeignKeyField(ForceRun, on_delete="CASCADE", backref="targets")
     target = peewee.ForeignKeyField(Target, on_delete="CASCADE")
@@ -187,6 +235,10 @@ class ForceRunTarget(BaseModel):
 
 
 class ScriptExecution(BaseModel):
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        target_id: peewee.Field[int]
+        script_policy_id: peewee.Field[int | None]
+
     # The UUID the agent made before running: the identity everywhere (idempotency).
     id = peewee.CharField(max_length=36, primary_key=True)
     target = peewee.ForeignKeyField(Target, on_delete="CASCADE")
@@ -220,6 +272,10 @@ class ScriptExecution(BaseModel):
 class SecurityEvent(BaseModel):
     """A refusal an agent reported: the script it would not run and why."""
 
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        target_id: peewee.Field[int]
+        policy_id: peewee.Field[int | None]
+
     id = peewee.CharField(max_length=36, primary_key=True)
     target = peewee.ForeignKeyField(Target, on_delete="CASCADE")
     policy = peewee.ForeignKeyField(Policy, null=True, on_delete="SET NULL")
@@ -234,6 +290,9 @@ class SecurityEvent(BaseModel):
 
 class Job(BaseModel):
     """A long operation (group force-run, pruning, import) with readable progress."""
+
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
 
     kind = peewee.CharField(max_length=32)
     status = peewee.CharField(max_length=16, default="queued")  # queued|running|done|failed

@@ -36,13 +36,13 @@ def _operation(route: Route) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": dict(route.body)}},
         }
-    for status, schema in route.responses.items():
+    for status, reply in route.responses.items():
         entry: dict[str, Any] = {"description": _STATUS_TEXT.get(status, str(status))}
         media = route.response_media.get(status)
         if media:
             entry["content"] = {media: {"schema": {"type": "string"}}}
-        elif schema is not None:
-            entry["content"] = {"application/json": {"schema": dict(schema)}}
+        elif reply is not None:
+            entry["content"] = {"application/json": {"schema": dict(reply)}}
         op["responses"][str(status)] = entry
     if route.access.kind is not AccessKind.PUBLIC:
         op["security"] = [{"bearer": []}]

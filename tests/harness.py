@@ -51,7 +51,7 @@ def http(method: str, url: str, *, token: str | None = None, json_body: Any = No
         all_headers.setdefault("Content-Type", "application/json")
     request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return Reply(response.status, response.read(), dict(response.headers))
     except urllib.error.HTTPError as exc:
         return Reply(exc.code, exc.read(), dict(exc.headers))

@@ -47,11 +47,10 @@ def list_groups(*, name: str | None, limit: int, offset: int) -> tuple[list[dict
     if name:
         query = query.where(Group.name.contains(name))
     total = query.count()
-    counts = dict(
-        TargetGroup.select(TargetGroup.group, peewee.fn.COUNT(TargetGroup.id))
-        .group_by(TargetGroup.group)
-        .tuples()
-    )
+    # peewee's stubs type .tuples() rows as models; they are (group_id, count) pairs.
+    pairs: Any = (TargetGroup.select(TargetGroup.group, peewee.fn.COUNT(TargetGroup.id))
+                  .group_by(TargetGroup.group).tuples())
+    counts: dict[int, int] = dict(pairs)
     rows = [to_wire(g, target_count=counts.get(g.id, 0)) for g in query.limit(limit).offset(offset)]
     return rows, total
 

@@ -51,8 +51,9 @@ def _status_condition(status: str, now: datetime) -> Any:
     """SQL for `derive_status(...) == status`, on a query joined to AgentStatus (LEFT)."""
     if status == "never":
         return AgentStatus.last_heartbeat.is_null()
-    intervals = [row[0] for row in AgentStatus.select(AgentStatus.heartbeat_interval_seconds)
-                 .distinct().tuples()]
+    # peewee's stubs type .tuples() rows as models; they are 1-tuples here.
+    rows: Any = AgentStatus.select(AgentStatus.heartbeat_interval_seconds).distinct().tuples()
+    intervals = [row[0] for row in rows]
     parts: list[peewee.Expression] = []
     for interval in intervals:
         online_since = now - timedelta(seconds=ONLINE_FACTOR * max(1, interval))
@@ -117,8 +118,8 @@ def _group_names(target_ids: Iterable[int]) -> dict[int, list[str]]:
     ids = list(target_ids)
     if not ids:
         return names
-    rows = (TargetGroup.select(TargetGroup.target, Group.name).join(Group)
-            .where(TargetGroup.target.in_(ids)).tuples())
+    rows: Any = (TargetGroup.select(TargetGroup.target, Group.name).join(Group)
+                 .where(TargetGroup.target.in_(ids)).tuples())
     for target_id, name in rows:
         names.setdefault(target_id, []).append(name)
     return names

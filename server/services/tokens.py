@@ -51,7 +51,7 @@ def api_token_hash(token_id: int) -> str | None:
 def bootstrap_to_wire(row: BootstrapToken) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "prefix": row.prefix, "max_uses": row.max_uses,
             "uses": row.uses, "expires_at": iso(row.expires_at),
-            "group": row.group.name if row.group_id else None,
+            "group": row.group.name if row.group is not None else None,
             "allow_rebind": row.allow_rebind, "revoked": row.revoked,
             "created_at": iso(row.created_at)}
 

@@ -9,6 +9,7 @@ stored values into readable text (relative times, durations) are pure functions.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -88,14 +89,17 @@ def query_with(query: dict[str, str], **changes: Any) -> str:
 
 def setup_templates(app: web.Application) -> None:
     """Attach the template environment to `app` (called by `create_app`)."""
+    filters: dict[str, Callable[..., str]] = {
+        "reltime": reltime, "abstime": abstime, "isotime": isotime, "millis": millis,
+        "duration": human_duration, "pretty_json": pretty_json,
+    }
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("server", "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        filters={"reltime": reltime, "abstime": abstime, "isotime": isotime,
-                 "millis": millis, "duration": human_duration, "pretty_json": pretty_json},
+        filters=filters,
     )
     aiohttp_jinja2.get_env(app).globals.update(version=__version__, query_with=query_with)
 

@@ -17,12 +17,16 @@ def test_parse_duration_rejects(bad):
         parse_duration(bad)
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(90, "90s"), (300, "5m"), (3600, "1h"), (1.5, "1.5s")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(90, "90s"), (300, "5m"), (3600, "1h"), (1.5, "1.5s")]
+)
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
 
 
-@pytest.mark.parametrize(("text", "size"), [("64KiB", 65536), ("1MiB", 1048576), ("512", 512), (7, 7)])
+@pytest.mark.parametrize(
+    ("text", "size"), [("64KiB", 65536), ("1MiB", 1048576), ("512", 512), (7, 7)]
+)
 def test_parse_size(text, size):
     assert parse_size(text) == size
 
