@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,52 @@ def test_built_agent_refuses_an_untrusted_key_and_a_rollback(
     assert not (tmp_path / "ran").exists(), "a refused script ran"
     assert executions(s) == []
     assert sorted(e["reason"] for e in events(s)) == ["rollback", "unknown_key"]
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        out = subprocess.run(["ps", "--ppid", str(todo.pop()), "-o", "pid="],
+                             capture_output=True, text=True).stdout
+        children = [int(p) for p in out.split()]
+        found += children
+        todo += children
+    return found
+
+
+@pytest.mark.parametrize("which", ["agent", "agent_static"])
+def test_sigterm_to_the_unpacking_parent_stops_the_agent_cleanly(
+    which: str, binaries: Binaries, s: Site, tmp_path: Path
+) -> None:
+    """systemd (KillMode=mixed) signals the unit's main process only, which for a
+    single-file binary is the unpacking parent: it must pass SIGTERM on, the agent must
+    stop gracefully (exit 0), and the unpacked copy in $TMPDIR must be gone."""
+    s.publish(s.sign("tick", "1.0.0", "echo tick\n"))
+    s.apply(policy("tick", "tick", schedule={"mode": "interval", "interval": "2s"}))
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    agent = subprocess.Popen(
+        [str(getattr(binaries, which)), "run", "--config",
+         str(s.agent_config(tmp_path / "state")), "--token", s.bootstrap_token()],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(scratch)})
+    try:
+        _wait_for(lambda: len(executions(s)) >= 1, 60, "a first run")
+        tree = _descendants(agent.pid)
+        assert tree, "a single-file binary runs its program in a child process"
+        agent.send_signal(signal.SIGTERM)
+        _, stderr = agent.communicate(timeout=30)
+        assert agent.returncode == 0, stderr
+        for pid in tree:
+            assert not Path(f"/proc/{pid}").exists(), "a child outlived the parent"
+        assert list(scratch.iterdir()) == [], "the unpacked copy was left behind"
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
