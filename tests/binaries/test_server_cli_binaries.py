@@ -1,10 +1,14 @@
 """The single-file `dist/aami-server` and `dist/aami` carry what they read at run time:
 SQL migrations, templates and static files (importlib.resources, jinja2.PackageLoader)
 and the node installer the server hands out. Checked on a real process, on SQLite
-and PostgreSQL, with nothing from the source tree on its path (cwd is a temp dir)."""
+and PostgreSQL, with nothing from the source tree on its path (cwd is a temp dir),
+under the kernel's memory-deny-write-execute (PR_SET_MDWE, Linux 6.3+), which is what
+`MemoryDenyWriteExecute=yes` in systemd/aami-server.service asks of the process: the
+unpacked libraries must load without writable-executable memory."""
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -12,23 +16,49 @@ from pathlib import Path
 
 import pytest
 
-from tests.binaries.conftest import REPO, Binaries
+from tests.binaries.conftest import REPO, Binaries, require
 from tests.conftest import fresh_database
 from tests.harness import ServerProcess, free_port, http
 
 pytestmark = pytest.mark.slow
 
+PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+
+
+def _deny_write_execute() -> None:
+    """In the child before exec: refuse memory that is (or becomes) writable and
+    executable; inherited across exec, like systemd's MemoryDenyWriteExecute."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE)")
+
+
+_WX_MAP = ("import mmap; mmap.mmap(-1, 4096, "
+           "prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)")
+
+
+def _mdwe_supported() -> bool:
+    """True when the restriction is available and really refuses a W+X mapping."""
+    try:
+        probe = subprocess.run(["/usr/bin/python3.11", "-c", _WX_MAP], capture_output=True,
+                               preexec_fn=_deny_write_execute, check=False)
+    except subprocess.SubprocessError:
+        return False
+    return probe.returncode != 0 and b"PermissionError" in probe.stderr
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def frozen_server(request: pytest.FixtureRequest, binaries: Binaries, tmp_path: Path
                   ) -> Iterator[ServerProcess]:
+    require(_mdwe_supported(), "the kernel has no PR_SET_MDWE (Linux 6.3+)")
     with fresh_database(request.param, tmp_path) as url:
         port = free_port()
         log = tmp_path / "server.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(
                 [str(binaries.server), "serve", "--database", url, "--listen",
-                 f"127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+                 f"127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+                preexec_fn=_deny_write_execute)
         server = ServerProcess(url, port, tmp_path, process, log)
         try:
             server.wait_ready(timeout=60)
