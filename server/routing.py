@@ -94,6 +94,10 @@ class Route:
     request_headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The web UI and other non-API routes stay out of the OpenAPI document.
     in_openapi: bool = True
+    # NUL characters cannot be stored in PostgreSQL text. Operators' input with one
+    # is refused (400); what agents report (script output, system facts) is kept
+    # with each NUL replaced by U+FFFD, so one odd byte never blocks a node's spool.
+    replace_nul: bool = False
 
     @property
     def path_names(self) -> list[str]:
@@ -143,7 +147,25 @@ def _short_message(error: jsonschema.ValidationError) -> str:
     return message if len(message) <= 160 else message[:157] + "..."
 
 
+def _without_nul(value: Any, where: str, *, replace: bool) -> Any:
+    """Refuse (or replace) NUL characters anywhere in a decoded JSON value."""
+    if isinstance(value, str):
+        if "\x00" not in value:
+            return value
+        if replace:
+            return value.replace("\x00", "\ufffd")
+        raise ValidationFailed(f"{where}: must not contain NUL characters",
+                               details={"field": where})
+    if isinstance(value, dict):
+        return {_without_nul(k, where, replace=replace): _without_nul(
+                    v, f"{where}.{k}", replace=replace) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v, f"{where}[{i}]", replace=replace) for i, v in enumerate(value)]
+    return value
+
+
 def _convert_scalar(raw: str, schema: Mapping[str, Any], where: str) -> Any:
+    _without_nul(raw, where, replace=False)
     kind = schema.get("type")
     try:
         if kind == "integer":
@@ -164,6 +186,7 @@ def _parse_params(raw: Mapping[str, str], spec: Mapping[str, Mapping[str, Any]],
                   root: str, *, reject_unknown: bool) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, text in raw.items():
+        _without_nul(name, root, replace=False)
         if name not in spec:
             if reject_unknown:
                 raise ValidationFailed(f"{root}.{name}: unknown parameter",
@@ -191,6 +214,7 @@ async def _read_json(request: web.Request, route: Route) -> Any:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed(f"body: malformed JSON ({exc})",
                                details={"field": "body"}) from None
+    body = _without_nul(body, "body", replace=route.replace_nul)
     check_schema(body, route.body, "body")
     return body
 

@@ -154,11 +154,13 @@ async def post_security_events(call: Call) -> web.Response:
 BASE = "/api/v1/agent"
 ROUTES = [
     Route("POST", f"{BASE}/register", register, "Trade a bootstrap token for an agent token",
-          BOOTSTRAP, TAG, body=s.REGISTER_BODY, responses={201: s.REGISTERED}),
+          BOOTSTRAP, TAG, body=s.REGISTER_BODY, responses={201: s.REGISTERED},
+          replace_nul=True),
     Route("POST", f"{BASE}/rotate-token", rotate_token, "Replace the caller's agent token",
           AGENT, TAG, responses={200: s.ROTATED}),
     Route("POST", f"{BASE}/heartbeat", heartbeat, "Report liveness; returns the intervals",
-          AGENT, TAG, body=s.HEARTBEAT_BODY, responses={200: s.HEARTBEAT_REPLY}),
+          AGENT, TAG, body=s.HEARTBEAT_BODY, responses={200: s.HEARTBEAT_REPLY},
+          replace_nul=True),
     Route("GET", f"{BASE}/config", agent_config, "Intervals and groups of this agent",
           AGENT, TAG, responses={200: s.AGENT_CONFIG}),
     Route("GET", f"{BASE}/assignments", get_assignments, "This agent's assignments (ETag)",
@@ -169,8 +171,9 @@ ROUTES = [
           path_params={"sha256": SHA256}, responses={200: None},
           response_media={200: "application/octet-stream"}),
     Route("POST", f"{BASE}/executions", post_executions, "Report execution results",
-          AGENT, TAG, body=s.EXECUTIONS_BODY, responses={200: s.INGESTED}),
+          AGENT, TAG, body=s.EXECUTIONS_BODY, responses={200: s.INGESTED},
+          replace_nul=True),
     Route("POST", f"{BASE}/security-events", post_security_events,
           "Report refusals to run a script", AGENT, TAG, body=s.EVENTS_BODY,
-          responses={200: s.INGESTED}),
+          responses={200: s.INGESTED}, replace_nul=True),
 ]
