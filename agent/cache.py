@@ -157,9 +157,9 @@ def effective_user(run_as: str | None) -> str:
     even when the policy names no user (the agent may be root)."""
     if run_as:
         return run_as
-    import pwd
+    from agent.executor import current_user
 
-    return pwd.getpwuid(os.geteuid()).pw_name
+    return current_user()
 
 
 def verify_assignment(

@@ -111,6 +111,18 @@ def build_env(req: ExecutionRequest) -> dict[str, str]:
     return env
 
 
+def current_user() -> str:
+    """The agent's own user name, or its numeric uid when the node has no passwd
+    entry for it (a minimal chroot or container): never a crash."""
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def plan_run_as(run_as: str | None, *, euid: int, current_user: str) -> RunAsPlan:
     """Pure decision: which user switch (if any) `run_as` needs, or a refusal."""
     if not run_as or run_as == current_user:
@@ -212,11 +224,7 @@ async def execute(
     """Run one script to completion or timeout. Never raises for script behaviour."""
     started_at, t0 = utc_now(), time.monotonic()
     try:
-        import pwd
-
-        plan = plan_run_as(
-            req.run_as, euid=os.geteuid(), current_user=pwd.getpwuid(os.geteuid()).pw_name
-        )
+        plan = plan_run_as(req.run_as, euid=os.geteuid(), current_user=current_user())
         argv = resolve_interpreter(req.interpreter)
     except ExecutionRefused as exc:
         return _result(started_at, t0, None, TailBuffer(0), TailBuffer(0), str(exc), False)

@@ -6,8 +6,8 @@
    private mount namespace: `unshare --mount` + `chroot`, as root), and what a node
    install writes: `/etc/aami/agent.yaml` and the trusted publisher key; no libc, no
    loader, no other library. Besides: an empty `/tmp` (staticx and PyInstaller unpack
-   into it at each start), a one-line `/etc/passwd` for root (the agent looks up its own
-   user name; see make_root), and, for the *script*, not for the agent: a signed script
+   into it at each start), no `/etc/passwd` (the agent then names its own user by
+   uid), and, for the *script*, not for the agent: a signed script
    needs its interpreter, so Debian's static busybox (package busybox-static) is
    copied in as `/bin/sh`. The network namespace is the host's, so the agent reaches
    the test's server on 127.0.0.1. It registers with a bootstrap token, verifies and
@@ -55,10 +55,6 @@ def make_root(root: Path, s: Site, agent: Path) -> None:
         (root / directory).mkdir(parents=True)
     # staticx, then PyInstaller, unpack the program into $TMPDIR or /tmp at each start.
     (root / "tmp").chmod(0o1777)
-    # The agent looks up its own user name (pwd.getpwuid(os.geteuid()) in
-    # agent/cache.py effective_user and agent/executor.py execute), which raises KeyError
-    # when the uid has no passwd entry; every real node has one for root.
-    (root / "etc/passwd").write_text("root:x:0:0:root:/:/bin/sh\n")
     shutil.copy2(agent, root / "aami-agent")
     shutil.copy2(BUSYBOX, root / "bin" / "sh")  # the script's interpreter only
     shutil.copy2(s.keys_dir / "ops.pub", root / "etc/aami/trusted-keys/ops.pub")
@@ -98,7 +94,7 @@ def test_static_agent_in_an_empty_root_registers_and_runs_a_signed_script(
     make_root(root, s, binaries.agent_static)
     before = files_under(root)
     assert before == ["aami-agent", "bin/sh", "etc/aami/agent.yaml",
-                      "etc/aami/trusted-keys/ops.pub", "etc/passwd"]
+                      "etc/aami/trusted-keys/ops.pub"]
 
     version = run_in_root(root, "version")
     assert version.returncode == 0 and version.stdout.startswith("aami-agent "), \
