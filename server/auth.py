@@ -1,8 +1,12 @@
 """Bearer-token authentication: header in, `Principal` (or None) out.
 
-Agents poll every few seconds, so resolved agent and admin tokens are cached for a
-few seconds (`CACHE_SECONDS`): a revoked token stops working within that time on
-every process. Bootstrap tokens are never cached: their use count matters.
+Every agent request carries a token, so resolved agent and admin tokens are cached
+for `CACHE_SECONDS`, longer than any poll interval: an unchanged poll then costs no
+query at all. Revocation still takes effect within about a second everywhere:
+every revocation bumps the credentials revision (`server.services.revision`), the
+watcher in `server.caches` reads it once a second, and a new value empties this
+cache (`observe_credentials`). A process also forgets a token it revoked itself at
+once (`forget`). Bootstrap tokens are never cached: their use count matters.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from server.models import AgentToken, ApiToken, BootstrapToken, Target, utcnow
 from server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal, Principal
 from server.tokens import Role, TokenKind, hash_token, kind_of
 
-CACHE_SECONDS = 5.0
+CACHE_SECONDS = 600.0
 CACHE_MAX_ENTRIES = 100_000
 
 
@@ -63,6 +67,7 @@ class Authenticator:
         self._db = database
         self.legacy_open = legacy_open
         self._cache: dict[str, tuple[float, Principal]] = {}
+        self._credentials_revision: int | None = None
 
     @staticmethod
     def bearer(request: web.Request) -> str | None:
@@ -94,6 +99,12 @@ class Authenticator:
                 self._cache.clear()
             self._cache[token_hash] = (now + CACHE_SECONDS, principal)
         return principal
+
+    def observe_credentials(self, value: int) -> None:
+        """The credentials revision as the watcher read it; a change empties the cache."""
+        if self._credentials_revision is not None and value != self._credentials_revision:
+            self._cache.clear()
+        self._credentials_revision = value
 
     def forget(self, secret_hash: str) -> None:
         """Drop a cached token at once (revocation through this process)."""

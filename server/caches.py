@@ -14,7 +14,9 @@ transaction that can change assignments bumps `ConfigRevision` (see
 value drops the snapshot and every view. Force-run requests add `ForceRunTarget`
 rows; the same tick reads rows newer than the last seen id and drops only the views
 of those targets. So a change made through any process reaches agents polling any
-other within about one watcher period. A view also expires after `VIEW_TTL_SECONDS`
+other within about one watcher period. The same query reads the credentials
+revision and hands it to the authenticator, which drops its resolved tokens when a
+token was revoked anywhere. A view also expires after `VIEW_TTL_SECONDS`
 as a safety net (e.g. a force-run marked done through another process).
 
 In the common case (nothing changed) a poll is answered from the view: no query.
@@ -26,6 +28,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -52,9 +55,10 @@ class CacheLimits:
     content_cache_bytes: int = 64 * 1024 * 1024
 
 
-def _changes_since(last_force_row: int) -> tuple[int, int, list[int]]:
-    """(revision, newest ForceRunTarget id, targets with new force-run rows)."""
-    rev = revision.current()
+def _changes_since(last_force_row: int) -> tuple[tuple[int, int], int, list[int]]:
+    """((configuration, credentials) revisions, newest ForceRunTarget id, targets with
+    new force-run rows)."""
+    rev = revision.both()
     rows = tuples(ForceRunTarget.select(ForceRunTarget.id, ForceRunTarget.target)
                   .where(ForceRunTarget.id > last_force_row)
                   .order_by(ForceRunTarget.id).limit(100_000))
@@ -69,8 +73,11 @@ def _newest_force_row() -> int:
 
 class AgentCache:
     def __init__(self, database: Database, *, default_poll: int, default_heartbeat: int,
-                 limits: CacheLimits | None = None) -> None:
+                 limits: CacheLimits | None = None,
+                 on_credentials: Callable[[int], None] | None = None) -> None:
         self._db = database
+        # Told the credentials revision on every tick (the authenticator's cache).
+        self._on_credentials = on_credentials
         self._default_poll = default_poll
         self._default_heartbeat = default_heartbeat
         self.limits = limits or CacheLimits()
@@ -92,11 +99,16 @@ class AgentCache:
 
     async def start(self) -> None:
         self._last_force_row = await self._db.run(_newest_force_row)
-        self.revision = await self._db.run(revision.current)
+        self.revision, credentials = await self._db.run(revision.both)
+        if self._on_credentials is not None:
+            self._on_credentials(credentials)
 
     async def watch_once(self) -> None:
-        rev, newest, targets = await self._db.run(_changes_since, self._last_force_row)
+        (rev, credentials), newest, targets = await self._db.run(
+            _changes_since, self._last_force_row)
         self._last_force_row = newest
+        if self._on_credentials is not None:
+            self._on_credentials(credentials)
         if rev != self.revision:
             log.debug("configuration revision %s -> %s: dropping caches", self.revision, rev)
             self.revision = rev

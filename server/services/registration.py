@@ -86,6 +86,7 @@ def _bind_existing(target: Target, allow_rebind: bool) -> tuple[str, ...]:
     if live:
         AgentToken.update(revoked_at=utcnow()).where(
             AgentToken.id.in_([t.id for t in live])).execute()
+        revision.bump_credentials()
     return tuple(t.token_hash for t in live)
 
 
@@ -157,6 +158,7 @@ def rotate(token_id: int, target_id: int) -> str:
                    .execute())
         if revoked != 1:
             raise InvalidToken("the agent token is no longer valid")
+        revision.bump_credentials()
         token = new_token(TokenKind.AGENT)
         AgentToken.create(target=target_id, token_hash=token.token_hash, prefix=token.prefix)
     return token.secret

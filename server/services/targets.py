@@ -226,3 +226,4 @@ def delete(target_id: int) -> None:
     with database_proxy.atomic():
         get(target_id).delete_instance(recursive=False)
         revision.bump()
+        revision.bump_credentials()  # its agent tokens went with it

@@ -10,7 +10,7 @@ from typing import Any
 
 from server.errors import NotFound
 from server.models import ApiToken, BootstrapToken, Group, database_proxy
-from server.services import groups
+from server.services import groups, revision
 from server.timefmt import iso
 from server.tokens import Role, TokenKind, new_token
 
@@ -37,8 +37,10 @@ def revoke_api_token(token_id: int) -> dict[str, Any]:
     row = ApiToken.get_or_none(ApiToken.id == token_id)
     if row is None:
         raise NotFound(f"token {token_id} does not exist", details={"id": token_id})
-    row.revoked = True
-    row.save()
+    with database_proxy.atomic():
+        row.revoked = True
+        row.save()
+        revision.bump_credentials()
     return api_token_to_wire(row)
 
 

@@ -2,7 +2,8 @@
 
 A secret appears once, in the 201 answer to its creation; listings show only the
 short prefix. Revoking an admin token also drops it from this process's auth cache
-at once (other processes forget it within `server.auth.CACHE_SECONDS`).
+at once; other processes forget it within a watcher period, through the
+credentials revision (see `server.auth`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server.api.agent.writer import ExecutionWriter
-from server.appkeys import CONFIG, DATABASE
+from server.appkeys import AUTHENTICATOR, CONFIG, DATABASE
 from server.caches import (
     AGENT_CACHE,
     EXECUTION_WRITER,
@@ -60,7 +60,8 @@ async def _flush_forever(database: Database, buffer: StatusBuffer) -> None:
 async def agent_background_ctx(app: web.Application) -> AsyncIterator[None]:
     config, database = app[CONFIG], app[DATABASE]
     cache = AgentCache(database, default_poll=config.poll_interval_seconds,
-                       default_heartbeat=config.heartbeat_interval_seconds)
+                       default_heartbeat=config.heartbeat_interval_seconds,
+                       on_credentials=app[AUTHENTICATOR].observe_credentials)
     await cache.start()
     buffer = StatusBuffer()
     app[AGENT_CACHE] = cache
