@@ -37,12 +37,11 @@ from aiohttp import web
 if TYPE_CHECKING:
     from server.api.agent.writer import ExecutionWriter
 
-from server.db import Database
+from server.db import Database, tuples
 from server.models import ForceRunTarget
 from server.services import assignments, revision
 from server.services.assignments import Snapshot, TargetView
 from server.services.heartbeats import StatusBuffer
-from server.services.jobs import tuples
 
 log = logging.getLogger(__name__)
 

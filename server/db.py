@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 from urllib.parse import unquote, urlparse
 
 import peewee
@@ -67,6 +67,25 @@ def open_database(url: str, *, max_connections: int = 8) -> peewee.Database:
 
 def is_postgres(db: peewee.Database) -> bool:
     return isinstance(db, peewee.PostgresqlDatabase)
+
+
+def write_transaction() -> Any:
+    """The transaction every service write runs in (inside `Database.run`).
+
+    A deferred SQLite transaction that reads and then writes fails with "database is
+    locked" when another writer committed in between (its snapshot is stale, and
+    waiting cannot fix that); `BEGIN IMMEDIATE` queues behind the other writer
+    instead (busy_timeout). PostgreSQL needs nothing special.
+    """
+    database = database_proxy.obj
+    if isinstance(database, peewee.SqliteDatabase):
+        return database.atomic(lock_type="IMMEDIATE")
+    return database_proxy.atomic()
+
+
+def tuples(query: Any) -> list[tuple[Any, ...]]:
+    """A query's rows as plain tuples (peewee's stubs say model instances)."""
+    return cast(list[tuple[Any, ...]], list(query.tuples()))
 
 
 class Database:

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from server.db import write_transaction
 from server.errors import ValidationFailed
 from server.models import Policy, ScriptExecution, utcnow
 from server.services import force_runs
-from server.services.jobs import write_transaction
 from server.timefmt import parse_iso
 
 TRIGGERS = ("schedule", "once", "force")

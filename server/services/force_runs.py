@@ -20,6 +20,7 @@ from typing import Any
 
 import peewee
 
+from server.db import tuples, write_transaction
 from server.errors import NotFound, Unprocessable
 from server.models import (
     ForceRun,
@@ -34,7 +35,6 @@ from server.models import (
 from server.resolution import PolicyRule, TargetContext, applies_to
 from server.services import jobs
 from server.services.assignments import rule_from_row
-from server.services.jobs import tuples, write_transaction
 from server.timefmt import iso
 
 FAN_OUT_CHUNK = 500

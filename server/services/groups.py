@@ -6,8 +6,9 @@ from typing import Any
 
 import peewee
 
+from server.db import tuples, write_transaction
 from server.errors import Conflict, NotFound
-from server.models import Group, TargetGroup, database_proxy, utcnow
+from server.models import Group, TargetGroup, utcnow
 from server.services import revision
 from server.timefmt import iso
 
@@ -47,16 +48,15 @@ def list_groups(*, name: str | None, limit: int, offset: int) -> tuple[list[dict
     if name:
         query = query.where(Group.name.contains(name))
     total = query.count()
-    # peewee's stubs type .tuples() rows as models; they are (group_id, count) pairs.
-    pairs: Any = (TargetGroup.select(TargetGroup.group, peewee.fn.COUNT(TargetGroup.id))
-                  .group_by(TargetGroup.group).tuples())
-    counts: dict[int, int] = dict(pairs)
+    counts: dict[int, int] = dict(tuples(
+        TargetGroup.select(TargetGroup.group, peewee.fn.COUNT(TargetGroup.id))
+        .group_by(TargetGroup.group)))
     rows = [to_wire(g, target_count=counts.get(g.id, 0)) for g in query.limit(limit).offset(offset)]
     return rows, total
 
 
 def create(body: dict[str, Any]) -> dict[str, Any]:
-    with database_proxy.atomic():
+    with write_transaction():
         if Group.select().where(Group.name == body["name"]).exists():
             raise Conflict(f"group {body['name']!r} already exists", details={"field": "name"})
         group = Group.create(**body)
@@ -65,7 +65,7 @@ def create(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def update(group_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-    with database_proxy.atomic():
+    with write_transaction():
         group = get(group_id)
         if "name" in changes and changes["name"] != group.name and Group.select().where(
             Group.name == changes["name"]
@@ -80,6 +80,6 @@ def update(group_id: int, changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete(group_id: int) -> None:
-    with database_proxy.atomic():
+    with write_transaction():
         get(group_id).delete_instance()
         revision.bump()

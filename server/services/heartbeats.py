@@ -23,9 +23,8 @@ from typing import Any
 
 from peewee import EXCLUDED, IntegrityError
 
-from server.db import is_postgres
+from server.db import is_postgres, write_transaction
 from server.models import AgentStatus, database_proxy
-from server.services.jobs import write_transaction
 
 CHUNK = 1000
 
@@ -119,7 +118,7 @@ def _upsert_one_by_one(rows: list[dict[str, Any]]) -> int:
     written = 0
     for row in rows:
         try:
-            with database_proxy.atomic():
+            with write_transaction():
                 _upsert([row])
             written += 1
         except IntegrityError:
@@ -140,7 +139,7 @@ def flush(pending: Pending) -> int:
         for start in range(0, len(ordered), CHUNK):
             rows = [_heartbeat_row(hb) for hb in ordered[start:start + CHUNK]]
             try:
-                with database_proxy.atomic():  # a savepoint
+                with write_transaction():  # a savepoint
                     _upsert(rows)
                 touched += len(rows)
             except IntegrityError:

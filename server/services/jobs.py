@@ -10,12 +10,10 @@ dead one).
 
 from __future__ import annotations
 
-from typing import Any, cast
-
-import peewee
+from typing import Any
 
 from server.errors import NotFound
-from server.models import Job, database_proxy, utcnow
+from server.models import Job, utcnow
 from server.timefmt import iso
 
 KINDS = ("force_run", "retention", "import")
@@ -83,22 +81,3 @@ def list_jobs(*, kind: str | None, status: str | None, limit: int, offset: int
     if status:
         query = query.where(Job.status == status)
     return [to_wire(j) for j in query.limit(limit).offset(offset)], query.count()
-
-
-def write_transaction() -> Any:
-    """A transaction that will write, taking SQLite's write lock up front.
-
-    A deferred SQLite transaction that reads and then writes fails with "database is
-    locked" when another writer committed in between (its snapshot is stale, and
-    waiting cannot fix that); `BEGIN IMMEDIATE` queues behind the other writer
-    instead (busy_timeout). PostgreSQL needs nothing special.
-    """
-    database = database_proxy.obj
-    if isinstance(database, peewee.SqliteDatabase):
-        return database.atomic(lock_type="IMMEDIATE")
-    return database_proxy.atomic()
-
-
-def tuples(query: Any) -> list[tuple[Any, ...]]:
-    """A query's rows as plain tuples (peewee's own typing says model instances)."""
-    return cast(list[tuple[Any, ...]], list(query.tuples()))

@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from server.db import write_transaction
 from server.errors import Conflict, NotFound, Unprocessable, ValidationFailed
-from server.models import Group, Policy, Target, database_proxy, utcnow
+from server.models import Group, Policy, Target, utcnow
 from server.services import revision, scripts
 from server.timefmt import iso
 from trust.errors import ParamsInvalid
@@ -193,7 +194,7 @@ def _check_name_free(name: str, policy_id: int | None) -> None:
 
 def create(body: dict[str, Any]) -> dict[str, Any]:
     spec = normalise(body)
-    with database_proxy.atomic():
+    with write_transaction():
         _check_name_free(spec.name, None)
         row = Policy.create(**_check_references(spec))
         revision.bump()
@@ -202,7 +203,7 @@ def create(body: dict[str, Any]) -> dict[str, Any]:
 
 def replace(policy_id: int, body: dict[str, Any]) -> dict[str, Any]:
     spec = normalise(body)
-    with database_proxy.atomic():
+    with write_transaction():
         row = get(policy_id)
         _check_name_free(spec.name, policy_id)
         for key, value in _check_references(spec).items():
@@ -215,7 +216,7 @@ def replace(policy_id: int, body: dict[str, Any]) -> dict[str, Any]:
 
 def patch(policy_id: int, changes: dict[str, Any]) -> dict[str, Any]:
     """Apply `changes` over the stored policy, then validate the whole as for PUT."""
-    with database_proxy.atomic():
+    with write_transaction():
         merged = _canonical_body(get(policy_id))
         if "timeout" in changes:
             merged.pop("timeout_seconds")
@@ -228,7 +229,7 @@ def patch(policy_id: int, changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete(policy_id: int) -> None:
-    with database_proxy.atomic():
+    with write_transaction():
         get(policy_id).delete_instance()
         revision.bump()
 

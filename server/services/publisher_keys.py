@@ -13,8 +13,9 @@ from typing import Any
 
 import peewee
 
+from server.db import write_transaction
 from server.errors import Conflict, NotFound, Unprocessable
-from server.models import PublisherKey, database_proxy, utcnow
+from server.models import PublisherKey, utcnow
 from server.services import revision
 from server.timefmt import iso
 from trust.errors import MalformedKey
@@ -46,7 +47,7 @@ def parse_public_key(pem: str) -> TrustedKey:
 def create(name: str, public_key: str) -> dict[str, Any]:
     key = parse_public_key(public_key)
     pem = key.public_pem.decode("utf-8").strip() + "\n"
-    with database_proxy.atomic():
+    with write_transaction():
         if PublisherKey.select().where(PublisherKey.name == name).exists():
             raise Conflict(f"publisher key {name!r} already exists", details={"field": "body.name"})
         clash = PublisherKey.get_or_none(PublisherKey.key_id == key.key_id)
@@ -71,7 +72,7 @@ def list_keys(*, revoked: bool | None, limit: int, offset: int
 
 
 def revoke(key_pk: int) -> dict[str, Any]:
-    with database_proxy.atomic():
+    with write_transaction():
         row = get(key_pk)
         if not row.revoked:
             row.revoked, row.revoked_at = True, utcnow()

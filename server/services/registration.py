@@ -19,7 +19,7 @@ from typing import Any
 
 from peewee import IntegrityError
 
-from server.db import is_postgres
+from server.db import is_postgres, write_transaction
 from server.errors import Conflict, InvalidToken
 from server.models import (
     AgentStatus,
@@ -31,7 +31,6 @@ from server.models import (
     utcnow,
 )
 from server.services import revision
-from server.services.jobs import write_transaction
 from server.tokens import TokenKind, new_token
 
 
@@ -55,7 +54,7 @@ def take_use(token_id: int) -> None:
     token the use is durable too (and a crash before that loses both together).
     """
     now = utcnow()
-    with database_proxy.atomic():
+    with write_transaction():
         if is_postgres(database_proxy.obj):
             database_proxy.execute_sql("SET LOCAL synchronous_commit TO OFF")
         taken = (BootstrapToken.update(uses=BootstrapToken.uses + 1)
@@ -151,7 +150,7 @@ def _upsert_status(target_id: int, body: dict[str, Any], heartbeat_interval: int
 
 def rotate(token_id: int, target_id: int) -> str:
     """Revoke the caller's token and issue a new one, atomically."""
-    with database_proxy.atomic():
+    with write_transaction():
         revoked = (AgentToken.update(revoked_at=utcnow())
                    .where(AgentToken.id == token_id, AgentToken.target == target_id,
                           AgentToken.revoked_at.is_null())

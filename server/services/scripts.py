@@ -17,8 +17,9 @@ from typing import Any
 
 import peewee
 
+from server.db import write_transaction
 from server.errors import ApiError, Conflict, NotFound
-from server.models import PublisherKey, Script, database_proxy
+from server.models import PublisherKey, Script
 from server.services import publisher_keys, revision
 from server.timefmt import iso
 from trust.errors import API_ERRORS, TrustError
@@ -83,7 +84,7 @@ def upload(document: dict[str, Any], now: datetime) -> tuple[dict[str, Any], boo
         raise refusal_error(exc) from None
     statement = verified.statement
     envelope = signed.envelope.to_json()
-    with database_proxy.atomic():
+    with write_transaction():
         same = Script.get_or_none(Script.name == statement.name,
                                   Script.version == statement.version)
         if same is not None:

@@ -14,13 +14,13 @@ from typing import Any
 
 import peewee
 
+from server.db import tuples, write_transaction
 from server.errors import Conflict, NotFound
 from server.models import (
     AgentStatus,
     Group,
     Target,
     TargetGroup,
-    database_proxy,
     utcnow,
 )
 from server.services import groups as group_service
@@ -51,9 +51,8 @@ def _status_condition(status: str, now: datetime) -> Any:
     """SQL for `derive_status(...) == status`, on a query joined to AgentStatus (LEFT)."""
     if status == "never":
         return AgentStatus.last_heartbeat.is_null()
-    # peewee's stubs type .tuples() rows as models; they are 1-tuples here.
-    rows: Any = AgentStatus.select(AgentStatus.heartbeat_interval_seconds).distinct().tuples()
-    intervals = [row[0] for row in rows]
+    intervals = [row[0] for row in tuples(
+        AgentStatus.select(AgentStatus.heartbeat_interval_seconds).distinct())]
     parts: list[peewee.Expression] = []
     for interval in intervals:
         online_since = now - timedelta(seconds=ONLINE_FACTOR * max(1, interval))
@@ -118,8 +117,8 @@ def _group_names(target_ids: Iterable[int]) -> dict[int, list[str]]:
     ids = list(target_ids)
     if not ids:
         return names
-    rows: Any = (TargetGroup.select(TargetGroup.target, Group.name).join(Group)
-                 .where(TargetGroup.target.in_(ids)).tuples())
+    rows = tuples(TargetGroup.select(TargetGroup.target, Group.name).join(Group)
+                  .where(TargetGroup.target.in_(ids)))
     for target_id, name in rows:
         names.setdefault(target_id, []).append(name)
     return names
@@ -177,7 +176,7 @@ def _set_groups(target: Target, names: list[str]) -> None:
 
 
 def create(body: dict[str, Any]) -> dict[str, Any]:
-    with database_proxy.atomic():
+    with write_transaction():
         if Target.select().where(Target.hostname == body["hostname"]).exists():
             raise Conflict(f"target {body['hostname']!r} already exists",
                            details={"field": "body.hostname"})
@@ -188,7 +187,7 @@ def create(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def update(target_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-    with database_proxy.atomic():
+    with write_transaction():
         target = get(target_id)
         if "labels" in changes:
             target.labels = changes["labels"]
@@ -201,7 +200,7 @@ def update(target_id: int, changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_to_group(target_id: int, group_id: int) -> dict[str, Any]:
-    with database_proxy.atomic():
+    with write_transaction():
         target, group = get(target_id), group_service.get(group_id)
         exists = TargetGroup.select().where(TargetGroup.target == target,
                                             TargetGroup.group == group).exists()
@@ -212,7 +211,7 @@ def add_to_group(target_id: int, group_id: int) -> dict[str, Any]:
 
 
 def remove_from_group(target_id: int, group_id: int) -> None:
-    with database_proxy.atomic():
+    with write_transaction():
         target, group = get(target_id), group_service.get(group_id)
         removed = TargetGroup.delete().where(TargetGroup.target == target,
                                              TargetGroup.group == group).execute()
@@ -223,7 +222,7 @@ def remove_from_group(target_id: int, group_id: int) -> None:
 
 
 def delete(target_id: int) -> None:
-    with database_proxy.atomic():
+    with write_transaction():
         get(target_id).delete_instance(recursive=False)
         revision.bump()
         revision.bump_credentials()  # its agent tokens went with it

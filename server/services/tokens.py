@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from server.db import write_transaction
 from server.errors import NotFound
-from server.models import ApiToken, BootstrapToken, Group, database_proxy
+from server.models import ApiToken, BootstrapToken, Group
 from server.services import groups, revision
 from server.timefmt import iso
 from server.tokens import Role, TokenKind, new_token
@@ -37,7 +38,7 @@ def revoke_api_token(token_id: int) -> dict[str, Any]:
     row = ApiToken.get_or_none(ApiToken.id == token_id)
     if row is None:
         raise NotFound(f"token {token_id} does not exist", details={"id": token_id})
-    with database_proxy.atomic():
+    with write_transaction():
         row.revoked = True
         row.save()
         revision.bump_credentials()
@@ -62,7 +63,7 @@ def create_bootstrap_token(*, name: str = "", max_uses: int = 1,
                            expires_at: datetime | None = None, group: str | None = None,
                            allow_rebind: bool = False) -> tuple[str, dict[str, Any]]:
     token = new_token(TokenKind.BOOTSTRAP)
-    with database_proxy.atomic():
+    with write_transaction():
         group_row: Group | None = groups.by_name(group) if group else None
         row = BootstrapToken.create(
             name=name, token_hash=token.token_hash, prefix=token.prefix, max_uses=max_uses,
