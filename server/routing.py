@@ -127,9 +127,22 @@ def _field_path(error: jsonschema.ValidationError, root: str) -> str:
     return path
 
 
+# Route schemas are module-level constants: build each one's validator once, not
+# per request (validation was about a tenth of the server's CPU under agent load).
+_VALIDATORS: dict[int, tuple[Mapping[str, Any], jsonschema.Draft202012Validator]] = {}
+
+
+def _validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validator:
+    cached = _VALIDATORS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = (schema, jsonschema.Draft202012Validator(schema))
+        _VALIDATORS[id(schema)] = cached
+    return cached[1]
+
+
 def check_schema(instance: Any, schema: Mapping[str, Any], root: str) -> None:
     """Raise ValidationFailed naming the first bad field (`body.schedule.mode`)."""
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is None:
         return
