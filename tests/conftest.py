@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ServerProcess
+from tests.harness import ServerProcess, require
 
 PG_ADMIN_DSN = os.environ.get("AAMI_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -54,10 +54,8 @@ def _drop_database(name: str) -> None:
 
 
 def _require_postgres() -> None:
-    if not _postgres_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required under CI and is not reachable at {PG_ADMIN_DSN}")
-        pytest.skip("PostgreSQL not reachable (set CI=true to make this a failure)")
+    require(_postgres_available(),
+            f"PostgreSQL is not reachable at {PG_ADMIN_DSN} (required under CI=true)")
 
 
 @contextmanager

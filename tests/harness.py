@@ -20,7 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 BIN = Path(sys.executable).parent
+
+
+def require(condition: bool, message: str) -> None:
+    """Skip a test whose prerequisite is missing; under CI (CI=true) fail instead:
+    CI installs everything the suite needs, so a missing piece there is a defect."""
+    if condition:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def free_port() -> int:

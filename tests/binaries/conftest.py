@@ -8,7 +8,6 @@ developer machine and fail under CI (CI=true): a green CI run means they really 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -16,24 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import require
+from tests.packaging.tools import require_tool
+
 REPO = Path(__file__).resolve().parents[2]
 DIST = REPO / "dist"
-
-
-def require(condition: bool, message: str) -> None:
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    require(path is not None,
-            f"{name} is not installed (scripts/install-system-deps.sh installs it)")
-    assert path is not None
-    return path
 
 
 @dataclass(frozen=True)

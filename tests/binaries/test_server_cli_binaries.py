@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.binaries.conftest import REPO, Binaries, require
+from tests.binaries.conftest import REPO, Binaries
 from tests.conftest import fresh_database
-from tests.harness import ServerProcess, free_port, http
+from tests.harness import ServerProcess, free_port, http, require
 
 pytestmark = pytest.mark.slow
 

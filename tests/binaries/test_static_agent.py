@@ -30,8 +30,9 @@ import pytest
 
 from tests.agent.realserver import Site, site
 from tests.agent.test_e2e_agent import events, executions, policy, settle
-from tests.binaries.conftest import Binaries, require, require_tool
-from tests.harness import run_cli
+from tests.binaries.conftest import Binaries
+from tests.harness import require, run_cli
+from tests.packaging.tools import require_tool
 
 pytestmark = pytest.mark.slow
 

@@ -7,11 +7,10 @@ On a developer machine without one of them the test is skipped; under CI
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
-import pytest
+from tests.harness import require
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,10 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 def require_tool(name: str) -> str:
     """The absolute path of `name`, or skip (fail under CI) when it is missing."""
     path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (scripts/install-system-deps.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require(path is not None,
+            f"{name} is not installed (scripts/install-system-deps.sh installs it)")
+    assert path is not None
     return path
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import require
 from tests.web.conftest import Fleet
 
 pytestmark = pytest.mark.browser
@@ -31,12 +32,8 @@ WIDTHS = (1280, 390)
 
 
 def _require_chromium() -> None:
-    if Path(CHROMIUM).exists() or shutil.which(CHROMIUM):
-        return
-    message = f"Chromium not found at {CHROMIUM} (install Debian's chromium package)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    require(bool(Path(CHROMIUM).exists() or shutil.which(CHROMIUM)),
+            f"Chromium not found at {CHROMIUM} (install Debian's chromium package)")
 
 
 @pytest.fixture(scope="module")
