@@ -28,6 +28,8 @@ RELEASE_KEY=""
 HOSTNAME_OVERRIDE=""
 MIGRATE_CRON=0
 START=1
+DYNAMIC=0
+AGENT_PATH=bin/aami-agent
 DESTDIR=${DESTDIR:-}
 WORK=""
 
@@ -44,6 +46,9 @@ usage: install-agent.sh --server URL --token TOKEN [--ca-file FILE] [--release-k
   --hostname NAME     register under NAME instead of the host name
   --migrate-cron      then disable the old cron runner (aami-agent migrate-cron)
   --no-start          install only; do not enable or start the service
+  --dynamic           install the glibc build (bin/aami-agent) even when the release
+                      carries the static agent, which is preferred: it runs on any
+                      Linux of the same architecture, whatever its glibc
   --destdir DIR       install under DIR (also DESTDIR); systemctl is not called
 EOF
 }
@@ -69,6 +74,7 @@ parse_args() {
                 shift ;;
             --migrate-cron) MIGRATE_CRON=1 ;;
             --no-start) START=0 ;;
+            --dynamic) DYNAMIC=1 ;;
             -h|--help) usage; exit 0 ;;
             *) usage_error "unknown argument: $1 (see --help)" ;;
         esac
@@ -140,7 +146,13 @@ download_all() {
     else
         warn "no release key (--release-key): the manifest is trusted on TLS alone"
     fi
-    download_verified bin/aami-agent
+    # The static agent needs no libc from the node (RHEL 8, Ubuntu 20.04 and other
+    # older glibc); the dynamic one needs Debian 12's glibc 2.36 or newer.
+    AGENT_PATH=bin/aami-agent
+    if [[ $DYNAMIC == 0 ]] && grep -q '  bin/aami-agent-static$' "$WORK/$MANIFEST"; then
+        AGENT_PATH=bin/aami-agent-static
+    fi
+    download_verified "$AGENT_PATH"
     download_verified systemd/aami-agent.service
     if grep -q '  systemd/aami-agent.sysusers.conf$' "$WORK/$MANIFEST"; then
         download_verified systemd/aami-agent.sysusers.conf
@@ -190,7 +202,7 @@ write_config() {
 install_files() {
     local etc key name
     etc=$(root_path /etc/aami)
-    atomic_install "$WORK/files/bin/aami-agent" "$(root_path /usr/bin/aami-agent)" 0755
+    atomic_install "$WORK/files/$AGENT_PATH" "$(root_path /usr/bin/aami-agent)" 0755
     atomic_install "$WORK/files/systemd/aami-agent.service" \
         "$(root_path /usr/lib/systemd/system/aami-agent.service)" 0644
     if [[ -f $WORK/files/systemd/aami-agent.sysusers.conf ]]; then

@@ -300,3 +300,27 @@ def test_keys_trusted_layout_is_accepted(tmp_path: Path, key: ReleaseKey, destdi
     assert (destdir / "etc/aami/trusted-keys/ops.pub").read_bytes() == (
         bundle / "keys/trusted/ops.pub"
     ).read_bytes()
+
+
+def test_the_static_agent_is_preferred_when_the_release_carries_it(
+    tmp_path: Path, key: ReleaseKey, destdir: Path
+) -> None:
+    bundle = build_bundle(tmp_path / "static", "0.1.0", key)
+    (bundle / "bin" / "aami-agent-static").write_text("#!/bin/sh\necho static\n")
+    sign_bundle(bundle, key)
+    srv = ReleaseServer(bundle)
+    try:
+        static = run_script(destdir, "--server", srv.url, "--token", TOKEN, "--no-start",
+                            "--release-key", str(key.public))
+        assert static.returncode == 0, static.stderr
+        assert (destdir / "usr/bin/aami-agent").read_bytes() == (
+            bundle / "bin/aami-agent-static").read_bytes()
+        other = tmp_path / "other-node"
+        other.mkdir()
+        dynamic = run_script(other, "--server", srv.url, "--token", TOKEN, "--no-start",
+                             "--release-key", str(key.public), "--dynamic")
+        assert dynamic.returncode == 0, dynamic.stderr
+        assert (other / "usr/bin/aami-agent").read_bytes() == (
+            bundle / "bin/aami-agent").read_bytes()
+    finally:
+        srv.close()
