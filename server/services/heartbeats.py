@@ -163,20 +163,3 @@ def flush(pending: Pending) -> int:
                 .where(AgentStatus.target == target_id).execute())
     return touched
 
-
-def derive_status(last_heartbeat: datetime | None, interval_seconds: int,
-                  now: datetime) -> str:
-    """online / stale / offline from the last heartbeat and the agent's own interval.
-
-    Online while at most two heartbeats were missed (plus the flush lag); stale up to
-    ten; offline after that or when it never sent one.
-    """
-    if last_heartbeat is None:
-        return "offline"
-    age = (now - last_heartbeat).total_seconds()
-    interval = max(1, interval_seconds)
-    if age <= 2 * interval + 2:
-        return "online"
-    if age <= 10 * interval:
-        return "stale"
-    return "offline"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from server.migrations import migrate
 from server.models import AgentStatus, ScriptExecution, Target, database_proxy
 from server.services.agent_config import GroupInfo, effective_intervals, group_names
 from server.services.execution_ingest import MARKER, prepare, store, truncate_tail
-from server.services.heartbeats import derive_status
 
 
 def test_each_interval_comes_from_the_highest_priority_group_that_sets_it() -> None:
@@ -35,15 +33,6 @@ def test_truncate_tail_keeps_the_end_within_the_byte_limit() -> None:
     assert cut.startswith(MARKER.split("{")[0])
     multibyte = truncate_tail("é" * 1000, 101)  # 2 bytes each: never half a character
     assert len(multibyte.encode()) <= 101 and set(multibyte.split("\n", 1)[1]) == {"é"}
-
-
-def test_status_from_heartbeat_age() -> None:
-    now = datetime(2026, 1, 1, 12, 0, 0)
-    assert derive_status(None, 30, now) == "offline"
-    assert derive_status(now - timedelta(seconds=61), 30, now) == "online"
-    assert derive_status(now - timedelta(seconds=90), 30, now) == "stale"
-    assert derive_status(now - timedelta(seconds=301), 30, now) == "offline"
-    assert derive_status(now - timedelta(seconds=301), 600, now) == "online"
 
 
 @pytest.mark.parametrize(("header", "matches"), [
