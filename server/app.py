@@ -22,7 +22,7 @@ from server.auth import Authenticator
 from server.config import ServerConfig
 from server.db import Database
 from server.errors import error_middleware
-from server.http_metrics import HttpMetrics
+from server.http_metrics import HttpMetrics, loop_lag_ctx
 from server.migrations import migrate
 from server.openapi import build_document
 from server.routing import Route, add_routes
@@ -63,6 +63,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[OPENAPI] = build_document([r for r in routes if r.in_openapi], version=__version__)
     add_routes(app, routes)
     web_ui.SETUP(app)
+    app.cleanup_ctx.append(loop_lag_ctx)
     app.cleanup_ctx.append(database_ctx)
     for package in (admin, operations, agent, web_ui):
         app.cleanup_ctx.extend(getattr(package, "CLEANUP_CONTEXTS", []))

@@ -6,7 +6,10 @@ query at all. Revocation still takes effect within about a second everywhere:
 every revocation bumps the credentials revision (`server.services.revision`), the
 watcher in `server.caches` reads it once a second, and a new value empties this
 cache (`observe_credentials`). A process also forgets a token it revoked itself at
-once (`forget`). Bootstrap tokens are never cached: their use count matters.
+once (`forget`). Bootstrap tokens are cached too: the cache only names the token,
+and registration counts the use with one conditional UPDATE that re-checks the
+count, revocation and expiry (`services.registration.take_use`), so a cached
+bootstrap token that has since been used up or revoked still gets a 401.
 """
 
 from __future__ import annotations
@@ -94,10 +97,9 @@ class Authenticator:
         principal = await self._db.run(_LOOKUPS[kind], token_hash)
         if principal is None:
             raise InvalidToken("the token is not valid, revoked or expired")
-        if kind is not TokenKind.BOOTSTRAP:
-            if len(self._cache) >= CACHE_MAX_ENTRIES:
-                self._cache.clear()
-            self._cache[token_hash] = (now + CACHE_SECONDS, principal)
+        if len(self._cache) >= CACHE_MAX_ENTRIES:
+            self._cache.clear()
+        self._cache[token_hash] = (now + CACHE_SECONDS, principal)
         return principal
 
     def observe_credentials(self, value: int) -> None:

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-import jsonschema
 from aiohttp import web
 
 from server.appkeys import AUTHENTICATOR
 from server.errors import Forbidden, PayloadTooLarge, Unauthorized, ValidationFailed
 from server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal, Principal
 from server.tokens import Role
+from server.validation import check_schema
 
 
 class AccessKind(Enum):
@@ -112,52 +112,6 @@ def json_reply(data: Any, status: int = 200, headers: Mapping[str, str] | None =
         content_type="application/json",
         headers=headers,
     )
-
-
-def _field_path(error: jsonschema.ValidationError, root: str) -> str:
-    path = root
-    for part in error.absolute_path:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    if error.validator == "required" and isinstance(error.message, str):
-        missing = error.message.split("'")[1] if "'" in error.message else ""
-        return f"{path}.{missing}" if missing else path
-    if error.validator == "additionalProperties":
-        extra = re.findall(r"'([^']+)'", error.message)
-        return f"{path}.{extra[0]}" if extra else path
-    return path
-
-
-# Route schemas are module-level constants: build each one's validator once, not
-# per request (validation was about a tenth of the server's CPU under agent load).
-_VALIDATORS: dict[int, tuple[Mapping[str, Any], jsonschema.Draft202012Validator]] = {}
-
-
-def _validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validator:
-    cached = _VALIDATORS.get(id(schema))
-    if cached is None or cached[0] is not schema:
-        cached = (schema, jsonschema.Draft202012Validator(schema))
-        _VALIDATORS[id(schema)] = cached
-    return cached[1]
-
-
-def check_schema(instance: Any, schema: Mapping[str, Any], root: str) -> None:
-    """Raise ValidationFailed naming the first bad field (`body.schedule.mode`)."""
-    validator = _validator(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
-    if error is None:
-        return
-    where = _field_path(error, root)
-    message = _short_message(error)
-    raise ValidationFailed(f"{where}: {message}", details={"field": where})
-
-
-def _short_message(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        return "unknown field"
-    if error.validator == "required":
-        return "is required"
-    message = error.message
-    return message if len(message) <= 160 else message[:157] + "..."
 
 
 def _without_nul(value: Any, where: str, *, replace: bool) -> Any:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import random
 import re
@@ -208,6 +209,12 @@ async def run_agents(plan: Plan, ports: list[int], bootstrap: str, stats: Stats,
                        sessions[i % len(ports)], stats, bootstrap)
               for i in range(plan.agents)]
     tasks = [asyncio.create_task(a.live(plan, stop_at)) for a in agents]
+    # A full garbage collection over 20,000 agents' objects stalls this loop for
+    # seconds, which would be charged to the server as latency. The run is short
+    # and reference counting frees nearly everything, so collect only at the end.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     try:
         await asyncio.wait(tasks, timeout=plan.duration + 5)
     finally:
@@ -216,14 +223,34 @@ async def run_agents(plan: Plan, ports: list[int], bootstrap: str, stats: Stats,
         await asyncio.gather(*tasks, return_exceptions=True)
         for session in sessions:
             await session.close()
+        gc.enable()
+        gc.unfreeze()
     return time.monotonic() - start
+
+
+def _metrics_text(port: int) -> str:
+    import urllib.request
+
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
+def server_loop_lag(port: int) -> dict[str, float]:
+    """Mean event-loop lag and the share of samples later than 50 ms, from /metrics."""
+    text = _metrics_text(port)
+    values = dict(re.findall(r'^aami_server_event_loop_lag_seconds_(sum|count) ([0-9.e+-]+)$',
+                             text, re.M))
+    late = re.search(r'^aami_server_event_loop_lag_seconds_bucket\{le="0.05"\} ([0-9.e+-]+)$',
+                     text, re.M)
+    count = float(values.get("count", 0))
+    if not count or late is None:
+        return {"mean_ms": 0.0, "over_50ms_percent": 0.0}
+    return {"mean_ms": round(1000 * float(values["sum"]) / count, 1),
+            "over_50ms_percent": round(100 * (1 - float(late.group(1)) / count), 1)}
 
 
 def server_route_means(port: int) -> dict[str, tuple[float, float]]:
     """Per-route (count, mean seconds) from one server's /metrics."""
-    import urllib.request
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    text = _metrics_text(port)
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
     pattern = re.compile(r'aami_server_http_request_duration_seconds_(sum|count)'
@@ -280,9 +307,14 @@ def print_report(result: dict[str, Any]) -> None:
               f"{e['max_ms']:>9}{e['errors']:>8}{e['steady_p99_ms']:>16}")
     for s in result["servers"]:
         print(f"server pid {s['pid']}: RSS {s['rss_mb']} MB (peak {s['peak_rss_mb']} MB), "
-              f"CPU {s['cpu_percent']}% of one core")
+              f"CPU {s['cpu_percent']}% of one core, event-loop lag mean "
+              f"{s['loop_lag']['mean_ms']} ms ({s['loop_lag']['over_50ms_percent']}% of "
+              "samples over 50 ms)")
     print(f"postgresql CPU {result['postgres_cpu_percent']}%, load generator CPU "
           f"{result['load_generator_cpu_percent']}% (of one core)")
+    lag = result["load_generator_loop_lag_ms"]
+    print(f"load generator event-loop lag: p50 {lag['p50']} ms, p99 {lag['p99']} ms, "
+          f"max {lag['max']} ms")
     print("server-side mean latency per route:")
     for route, v in result["server_side_mean_ms"].items():
         print(f"  {route:<40} {v['count']:>8} x {v['mean_ms']} ms")
@@ -314,6 +346,16 @@ def _budget_seconds(text: str) -> float:
     return float(text[:-2]) / 1000 if text.endswith("ms") else parse_duration(text)
 
 
+async def _sample_loop_lag(lags: list[float], period: float = 0.1) -> None:
+    """How late this process's event loop wakes up: when it lags, the client-side
+    latencies include the load generator's own queueing, not only the server's."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + period
+        await asyncio.sleep(period)
+        lags.append(max(0.0, loop.time() - due))
+
+
 async def _sample_peaks(pids: list[int], peaks: list[int]) -> None:
     while True:
         for i, pid in enumerate(pids):
@@ -329,10 +371,13 @@ async def measure(plan: Plan, args: argparse.Namespace, servers: list[ServerProc
     before = [sample(pid) for pid in pids]
     pg_before = postgres_cpu_seconds()
     gen_before = resource.getrusage(resource.RUSAGE_SELF)
-    sampler = asyncio.create_task(_sample_peaks(pids, peaks))
+    lags: list[float] = []
+    samplers = [asyncio.create_task(_sample_peaks(pids, peaks)),
+                asyncio.create_task(_sample_loop_lag(lags))]
     wall = await run_agents(plan, [s.port for s in servers], bootstrap, stats,
                             args.connections)
-    sampler.cancel()
+    for task in samplers:
+        task.cancel()
     after = [sample(pid) for pid in pids]
     gen_after = resource.getrusage(resource.RUSAGE_SELF)
     gen_cpu = (gen_after.ru_utime + gen_after.ru_stime) - (gen_before.ru_utime
@@ -343,8 +388,15 @@ async def measure(plan: Plan, args: argparse.Namespace, servers: list[ServerProc
             old_count, old_mean = means.get(route, (0.0, 0.0))
             means[route] = (old_count + count,
                             (old_mean * old_count + mean * count) / (old_count + count))
-    return report(plan, args, stats, wall, before, after, peaks,
-                  postgres_cpu_seconds() - pg_before, gen_cpu, means)
+    result = report(plan, args, stats, wall, before, after, peaks,
+                    postgres_cpu_seconds() - pg_before, gen_cpu, means)
+    for entry, server in zip(result["servers"], servers, strict=True):
+        entry["loop_lag"] = server_loop_lag(server.port)
+    result["load_generator_loop_lag_ms"] = {
+        "p50": round(percentile(lags, 0.5) * 1000, 1),
+        "p99": round(percentile(lags, 0.99) * 1000, 1),
+        "max": round(max(lags, default=0.0) * 1000, 1)}
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

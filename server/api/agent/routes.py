@@ -16,7 +16,7 @@ from server.api.agent import schemas as s
 from server.appkeys import AUTHENTICATOR, CONFIG, DATABASE
 from server.auth import Authenticator
 from server.caches import AGENT_CACHE, EXECUTION_WRITER, REGISTRATION_GATE, STATUS_BUFFER
-from server.errors import NotFound, PayloadTooLarge, error_response
+from server.errors import InvalidToken, NotFound, PayloadTooLarge, error_response
 from server.models import utcnow
 from server.principal import BootstrapPrincipal
 from server.routing import AGENT, BOOTSTRAP, Call, Route, json_reply
@@ -46,9 +46,14 @@ async def register(call: Call) -> web.Response:
         reply.headers["Retry-After"] = str(retry)
         return reply
     async with gate:
-        result = await call.app[DATABASE].run(
-            registration.register, call.principal.token_id, call.body,
-            default_heartbeat=config.heartbeat_interval_seconds)
+        try:
+            result = await call.app[DATABASE].run(
+                registration.register, call.principal.token_id, call.body,
+                default_heartbeat=config.heartbeat_interval_seconds)
+        except InvalidToken:
+            # Used up, revoked or expired since it was cached: look it up again next time.
+            call.app[AUTHENTICATOR].forget(hash_token(Authenticator.bearer(call.request) or ""))
+            raise
     for old in result.revoked_hashes:
         call.app[AUTHENTICATOR].forget(old)
     cache = call.app[AGENT_CACHE]

@@ -11,9 +11,9 @@ from server.api.admin.groups import CREATE_BODY as GROUP_CREATE_BODY
 from server.appkeys import DATABASE
 from server.errors import ApiError
 from server.models import Policy, utcnow
-from server.routing import check_schema
 from server.services import groups, targets, tokens
 from server.tokens import Role
+from server.validation import check_schema
 from server.web import queries
 from server.web.middleware import require_role
 from server.web.pages import int_param, page, see_other

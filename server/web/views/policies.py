@@ -17,9 +17,9 @@ from server.api.admin.policies import CREATE_BODY
 from server.appkeys import DATABASE
 from server.errors import ApiError
 from server.models import utcnow
-from server.routing import check_schema
 from server.services import execution_history, groups, policies
 from server.tokens import Role
+from server.validation import check_schema
 from server.web import queries
 from server.web.charts import bar_chart
 from server.web.middleware import require_role

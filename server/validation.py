@@ -1,0 +1,172 @@
+r"""Request validation against a route's JSON Schema, with one-line errors.
+
+Two validators per schema, built once:
+
+* a *fast* one, compiled to Python by fastjsonschema, answers the common case (a
+  valid request) in a few microseconds. Under agent load, jsonschema's interpreter
+  was the largest single cost of a heartbeat or an execution report (70-200 us
+  each, ~35x the compiled check);
+* the *reference* one, jsonschema's Draft 2020-12 validator, decides whenever the
+  fast one refuses, and names the bad field (`body.executions[0].id: ...`).
+
+Both read `$` in a `pattern` as JSON Schema (ECMA-262) does: the end of the string.
+Python's `re` also lets `$` match before a final newline, so with plain jsonschema
+`"web01\n"` passed the hostname pattern; here `$` is read as `\Z`, as fastjsonschema
+does too.
+
+So the fast validator can only ever make a request cheaper, never change its fate,
+provided it accepts nothing the reference refuses. It is built only for schemas
+whose keywords mean the same in draft 7 (fastjsonschema's newest draft) and 2020-12,
+with formats and defaults off as in the reference;
+`tests/server/test_validation.py` checks the "accepts nothing more" property on
+every route's schema with generated inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import fastjsonschema
+import jsonschema
+
+from server.errors import ValidationFailed
+
+# Keywords whose draft-7 meaning (fastjsonschema) equals their 2020-12 meaning
+# (jsonschema). A schema using any other keyword is checked by jsonschema alone.
+SAME_IN_BOTH_DRAFTS = frozenset({
+    "type", "properties", "required", "additionalProperties", "items", "enum", "const",
+    "anyOf", "oneOf", "allOf", "not", "minimum", "maximum", "minLength", "maxLength",
+    "pattern", "minItems", "maxItems", "minProperties", "maxProperties", "propertyNames",
+    "uniqueItems",
+    # annotations only, in both (formats and defaults are turned off below, and
+    # fastjsonschema's base64 check is removed with the keyword)
+    "format", "default", "description", "title", "examples", "contentEncoding",
+})
+# fastjsonschema asserts this one; in 2020-12 it is an annotation.
+_ANNOTATIONS_FASTJSONSCHEMA_ASSERTS = frozenset({"contentEncoding"})
+_SUBSCHEMA_MAPS = ("properties",)
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
+_SUBSCHEMAS = ("items", "additionalProperties", "not", "propertyNames")
+
+
+def _without_asserted_annotations(schema: Any) -> Any:
+    if not isinstance(schema, Mapping):
+        return schema
+    out = {k: v for k, v in schema.items() if k not in _ANNOTATIONS_FASTJSONSCHEMA_ASSERTS}
+    for key in _SUBSCHEMA_MAPS:
+        if key in out:
+            out[key] = {n: _without_asserted_annotations(v) for n, v in out[key].items()}
+    for key in _SUBSCHEMA_LISTS:
+        if key in out:
+            out[key] = [_without_asserted_annotations(v) for v in out[key]]
+    for key in _SUBSCHEMAS:
+        if key in out:
+            out[key] = _without_asserted_annotations(out[key])
+    return out
+
+
+def _keywords(schema: Any) -> set[str]:
+    if not isinstance(schema, Mapping):
+        return set()
+    found = set(schema)
+    for key in _SUBSCHEMA_MAPS:
+        for sub in schema.get(key, {}).values():
+            found |= _keywords(sub)
+    for key in _SUBSCHEMA_LISTS:
+        for sub in schema.get(key, []):
+            found |= _keywords(sub)
+    for key in _SUBSCHEMAS:
+        found |= _keywords(schema.get(key))
+    return found
+
+
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+@functools.lru_cache(maxsize=256)
+def _ecma_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(_UNESCAPED_DOLLAR.sub(r"\\Z", pattern))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any
+             ) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# jsonschema's Draft 2020-12 validator, with `pattern` anchored as the spec says.
+ReferenceValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
+def compile_fast(schema: Mapping[str, Any]) -> Callable[[Any], Any] | None:
+    """The compiled validator for `schema`, or None when only jsonschema may judge it."""
+    if not _keywords(schema) <= SAME_IN_BOTH_DRAFTS:
+        return None
+    definition = {**_without_asserted_annotations(schema),
+                  "$schema": "http://json-schema.org/draft-07/schema#"}
+    return fastjsonschema.compile(definition, use_default=False, use_formats=False)
+
+
+class SchemaCheck:
+    """Both validators of one schema."""
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.schema = schema
+        self.fast = compile_fast(schema)
+        self.reference = ReferenceValidator(schema)
+
+    def first_error(self, instance: Any) -> jsonschema.ValidationError | None:
+        if self.fast is not None:
+            try:
+                self.fast(instance)
+                return None
+            except fastjsonschema.JsonSchemaException:
+                pass  # the reference decides, and says where
+        return jsonschema.exceptions.best_match(self.reference.iter_errors(instance))
+
+
+# Route schemas are module-level constants: build each one's validators once.
+_CHECKS: dict[int, SchemaCheck] = {}
+
+
+def schema_check(schema: Mapping[str, Any]) -> SchemaCheck:
+    check = _CHECKS.get(id(schema))
+    if check is None or check.schema is not schema:
+        check = _CHECKS[id(schema)] = SchemaCheck(schema)
+    return check
+
+
+def check_schema(instance: Any, schema: Mapping[str, Any], root: str) -> None:
+    """Raise ValidationFailed naming the first bad field (`body.schedule.mode`)."""
+    error = schema_check(schema).first_error(instance)
+    if error is None:
+        return
+    where = _field_path(error, root)
+    message = _short_message(error)
+    raise ValidationFailed(f"{where}: {message}", details={"field": where})
+
+
+def _field_path(error: jsonschema.ValidationError, root: str) -> str:
+    path = root
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    if error.validator == "required" and isinstance(error.message, str):
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        return f"{path}.{missing}" if missing else path
+    if error.validator == "additionalProperties":
+        extra = re.findall(r"'([^']+)'", error.message)
+        return f"{path}.{extra[0]}" if extra else path
+    return path
+
+
+def _short_message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return "unknown field"
+    if error.validator == "required":
+        return "is required"
+    message = error.message
+    return message if len(message) <= 160 else message[:157] + "..."
