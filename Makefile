@@ -37,8 +37,12 @@ lint: $(STAMP)
 
 bench: bench-server bench-agent
 
+# The Agent API's floor: 5,000 agents for 5 minutes on two server processes.
+# Other sizes: make bench-server BENCH_ARGS="--agents 20000 --duration 300s --ramp 120s ..."
+SERVER_BENCH_ARGS ?= --agents 5000 --duration 300s --ramp 60s --server-processes 2
+
 bench-server: $(STAMP)
-	$(BIN)/python -m tests.bench.server_load $(BENCH_ARGS)
+	$(BIN)/python -m tests.bench.server_load $(or $(BENCH_ARGS),$(SERVER_BENCH_ARGS))
 
 bench-agent: $(STAMP)
 	$(BIN)/python -m tests.bench.agent_footprint $(BENCH_ARGS)

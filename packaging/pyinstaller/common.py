@@ -28,7 +28,7 @@ AGENT_EXCLUDES = [
     "aiohttp", "aiohttp_jinja2", "multidict", "yarl", "frozenlist", "aiosignal",
     "propcache", "aiohappyeyeballs", "async_timeout", "attr", "attrs",
     "peewee", "playhouse", "psycopg2", "jinja2", "markupsafe", "prometheus_client",
-    "jsonschema", "jsonschema_specifications", "referencing", "rpds",
+    "jsonschema", "jsonschema_specifications", "referencing", "rpds", "fastjsonschema",
     "sqlite3", "_sqlite3", "xml", "pyexpat", "_decimal", "decimal", "lzma", "_lzma",
     "bz2", "_bz2", "multiprocessing", "concurrent.futures.process", "ctypes.macholib",
     "pycparser",  # (cffi's _cffi_backend stays: cryptography's Rust binding loads it)
@@ -44,7 +44,7 @@ CLI_EXCLUDES = [
     "aiohttp", "aiohttp_jinja2", "multidict", "yarl", "frozenlist", "aiosignal",
     "propcache", "aiohappyeyeballs", "peewee", "playhouse", "psycopg2", "jinja2",
     "markupsafe", "prometheus_client", "jsonschema", "jsonschema_specifications",
-    "referencing", "rpds", "sqlite3", "_sqlite3",
+    "referencing", "rpds", "fastjsonschema", "sqlite3", "_sqlite3",
 ]
 
 SERVER_EXCLUDES = [*COMMON_EXCLUDES, "agent", "cli", "bundle"]

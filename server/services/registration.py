@@ -48,7 +48,6 @@ class Registration:
 class Grant:
     """One counted use of a bootstrap token, and what the token says about the target."""
 
-    token_id: int
     group_id: int | None
     allow_rebind: bool
 
@@ -78,7 +77,7 @@ def take_use(token_id: int) -> Grant:
     if len(taken) != 1:
         raise InvalidToken("the bootstrap token is used up, revoked or expired")
     group_id, allow_rebind = taken[0]
-    return Grant(token_id, group_id, bool(allow_rebind))
+    return Grant(group_id, bool(allow_rebind))
 
 
 def give_back_use(token_id: int) -> None:

@@ -13,9 +13,14 @@ What it does, all on loopback and all bounded in time:
    then polls assignments every 30 s with its ETag, heart-beats every 30 s and
    reports two executions every 60 s, each loop with a random phase;
 3. prints agents simulated, requests/s, p50/p99 latency per endpoint (client side,
-   so it includes queueing), errors, the servers' RSS and CPU, PostgreSQL's CPU,
-   the load generator's own CPU, and the servers' own per-route mean latency (from
-   their /metrics), which tells server time from queueing.
+   so it includes queueing), errors, the servers' RSS, CPU and event-loop lag,
+   PostgreSQL's CPU, the load generator's own CPU and event-loop lag, and the
+   servers' own per-route mean latency (from their /metrics), which tells server
+   time from queueing.
+
+The load generator's own pauses would be charged to the server: its cyclic garbage
+collector is off during the run (a full collection over 20,000 agents' objects
+stalled it for seconds), and its loop lag is printed so a run can be judged.
 
 Exit status 0 when the run had no errors and every endpoint's p99 is under the
 budget (`--p99-budget`, default 250 ms), else 1.

@@ -86,6 +86,13 @@ def test_frozen_server_migrates_renders_and_serves_its_files(
     assert token.returncode == 0, token.stderr
     reply = http("GET", frozen_server.url + "/api/v1/targets", token=token.stdout.strip())
     assert reply.status == 200 and reply.json["data"] == []
+    # Request bodies go through both validators (server/validation.py) in the binary too.
+    created = http("POST", frozen_server.url + "/api/v1/groups", token=token.stdout.strip(),
+                   json_body={"name": "gpu-nodes", "priority": 5})
+    assert created.status == 201, created.body
+    refused = http("POST", frozen_server.url + "/api/v1/groups", token=token.stdout.strip(),
+                   body={"name": "gpu-nodes\n"})
+    assert refused.status == 400 and refused.json["details"] == {"field": "body.name"}
 
 
 def test_frozen_cli_generates_keys_and_signs(binaries: Binaries, tmp_path: Path) -> None:
@@ -120,7 +127,7 @@ def test_the_agent_binary_leaves_out_the_server_stack(binaries: Binaries) -> Non
     agent = archive_modules(binaries.agent)
     assert {"agent.executor", "agent.cli", "trust.verify", "yaml"} <= agent
     unwanted = ("server", "aiohttp", "peewee", "jinja2", "psycopg2", "prometheus_client",
-                "jsonschema", "cli", "bundle")
+                "jsonschema", "fastjsonschema", "cli", "bundle")
     leaked = sorted(m for m in agent if m.split(".")[0].split("/")[0] in unwanted)
     assert leaked == []
     server = archive_modules(binaries.server)

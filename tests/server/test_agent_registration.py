@@ -62,6 +62,25 @@ def test_bootstrap_token_limits(live_server: ServerProcess) -> None:
     assert admin.status == 403
 
 
+def test_a_revoked_bootstrap_token_is_refused_although_the_server_cached_it(
+        live_server: ServerProcess) -> None:
+    # The server caches resolved bootstrap tokens; counting the use re-checks them.
+    token = live_server.bootstrap_token("--max-uses", "10")
+    assert _register(live_server, token, "early-1").status == 201
+    admin = live_server.token("admin")
+    listed = http("GET", live_server.url + "/api/v1/bootstrap-tokens", token=admin)
+    revoked = http("POST", live_server.url
+                   + f"/api/v1/bootstrap-tokens/{listed.json['data'][0]['id']}/revoke",
+                   token=admin)
+    assert revoked.status == 200, revoked.body
+    for hostname in ("late-1", "late-2"):  # refused from the cache, then after forgetting
+        late = _register(live_server, token, hostname)
+        assert late.status == 401 and late.json["code"] == "INVALID_TOKEN"
+    with direct_db(live_server.database_url):
+        assert [t.hostname for t in Target.select()] == ["early-1"]
+        assert BootstrapToken.get().uses == 1
+
+
 def test_concurrent_registrations_cannot_exceed_max_uses(live_server: ServerProcess) -> None:
     token = live_server.bootstrap_token("--max-uses", "5")
     with ThreadPoolExecutor(max_workers=12) as pool:
@@ -73,6 +92,19 @@ def test_concurrent_registrations_cannot_exceed_max_uses(live_server: ServerProc
     with direct_db(live_server.database_url):
         assert BootstrapToken.get().uses == 5
         assert Target.select().count() == 5
+
+
+def test_one_new_hostname_registered_at_once_by_several_agents(
+        live_server: ServerProcess) -> None:
+    token = live_server.bootstrap_token("--max-uses", "10")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        replies = list(pool.map(lambda _: _register(live_server, token, "twin"), range(6)))
+    statuses = sorted(r.status for r in replies)
+    assert statuses == [201, 409, 409, 409, 409, 409], [r.body for r in replies]
+    assert all(r.json["details"]["field"] == "hostname" for r in replies if r.status == 409)
+    with direct_db(live_server.database_url):
+        assert BootstrapToken.get().uses == 1  # the refused ones gave their use back
+        assert Target.select().count() == 1
 
 
 def test_rebind_needs_allow_rebind(live_server: ServerProcess) -> None:
