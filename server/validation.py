@@ -4,8 +4,8 @@ Two validators per schema, built once:
 
 * a *fast* one, compiled to Python by fastjsonschema, answers the common case (a
   valid request) in a few microseconds. Under agent load, jsonschema's interpreter
-  was the largest single cost of a heartbeat or an execution report (70-200 us
-  each, ~35x the compiled check);
+  held the server's GIL 13 % of the time (32 us for a heartbeat body, 132 us for a
+  report of two executions; the compiled check takes 1.3 and 5.3 us);
 * the *reference* one, jsonschema's Draft 2020-12 validator, decides whenever the
   fast one refuses, and names the bad field (`body.executions[0].id: ...`).
 

@@ -27,7 +27,7 @@ from server.services.heartbeats import heartbeat_from_body
 from server.tokens import hash_token
 
 TAG = "agent"
-REGISTRATION_QUEUE_MAX = 200  # per process; ~2 s of work at this machine's pace
+REGISTRATION_QUEUE_MAX = 200  # per process: a few seconds of work, well inside agent timeouts
 
 
 async def register(call: Call) -> web.Response:
