@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080)")
     serve.add_argument("--tls-cert")
     serve.add_argument("--tls-key")
+    serve.add_argument("--processes", type=int,
+                       help="server processes sharing the port, one per core (default 1)")
+    serve.add_argument("--reuse-port", action="store_true",
+                       help="share the port with other aami-server processes (SO_REUSEPORT)")
 
     _common(sub.add_parser("migrate", help="apply pending database migrations"))
 
@@ -84,12 +88,15 @@ def _open_migrated(config: ServerConfig) -> Database:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw_argv)
     try:
         config = load_config(
             args.config, database=args.database,
             listen=getattr(args, "listen", None),
             tls_cert=getattr(args, "tls_cert", None), tls_key=getattr(args, "tls_key", None),
+            processes=getattr(args, "processes", None),
+            reuse_port=getattr(args, "reuse_port", False),
         )
         if args.command == "bootstrap-token":
             if args.max_uses < 1:
@@ -103,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _setup_logging(config)
     try:
-        return _dispatch(args, config, locals().get("lifetime", 0.0))
+        return _dispatch(args, config, locals().get("lifetime", 0.0), raw_argv)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one line for the operator; the log has the detail
@@ -117,7 +124,12 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float) -> int:
+def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float,
+              argv: list[str]) -> int:
+    if args.command == "serve" and config.processes > 1:
+        from server.supervisor import supervise
+
+        return supervise(argv, config.processes)
     if args.command == "serve":
         from server.serve import serve
 

@@ -52,12 +52,17 @@ class ServerConfig:
     poll_interval_seconds: int = 30
     heartbeat_interval_seconds: int = 30
     db_threads: int = 8
+    # Server processes on the listening port (`server/supervisor.py`); one per core.
+    processes: int = 1
+    # Share the port with other aami-server processes (SO_REUSEPORT); set by the
+    # supervisor for its children.
+    reuse_port: bool = False
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
 
 
 _SECTIONS: dict[str, set[str]] = {
-    "server": {"listen", "tls_cert", "tls_key", "db_threads"},
+    "server": {"listen", "tls_cert", "tls_key", "db_threads", "processes"},
     "database": {"url"},
     "compat": {"legacy_checks"},
     "retention": {"executions"},
@@ -111,6 +116,8 @@ def _apply_key(
         changes[name.split(".")[1]] = str(value)
     elif name == "server.db_threads":
         changes["db_threads"] = _positive_int(value)
+    elif name == "server.processes":
+        changes["processes"] = _positive_int(value)
     elif name == "database.url":
         changes["database_url"] = validate_database_url(str(value), key=name)
     elif name == "compat.legacy_checks":
@@ -149,6 +156,8 @@ def load_config(
     database: str | None = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    processes: int | None = None,
+    reuse_port: bool = False,
     environ: Mapping[str, str] = os.environ,
 ) -> ServerConfig:
     """Build the configuration; `path=None` reads the default file only if it exists."""
@@ -177,6 +186,12 @@ def load_config(
         raise ConfigError("--tls-cert and --tls-key must be given together")
     if tls_cert:
         config = replace(config, tls_cert=tls_cert, tls_key=tls_key)
+    if processes is not None:
+        if processes < 1:
+            raise ConfigError(f"--processes: must be at least 1, got {processes}")
+        config = replace(config, processes=processes)
+    if reuse_port:
+        config = replace(config, reuse_port=True)
     return config
 
 

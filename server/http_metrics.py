@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 from server.appkeys import HTTP_METRICS
 from server.errors import Handler
@@ -48,6 +49,12 @@ class HttpMetrics:
             self.loop_lag.observe(max(0.0, loop.time() - due))
 
     def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # One of several processes on a port (server/supervisor.py): report the
+            # sum over all of them, whichever one the scrape reached.
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
         return generate_latest(self.registry)
 
     def middleware(self) -> web.middleware:  # type: ignore[valid-type]

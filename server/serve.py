@@ -9,6 +9,7 @@ from aiohttp import web
 
 from server.app import create_app
 from server.config import ServerConfig
+from server.supervisor import announce_ready
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,10 @@ def serve(config: ServerConfig) -> int:
         host=config.listen_host,
         port=config.listen_port,
         ssl_context=ssl_context(config),
-        print=None,
+        # Called once every site listens: the moment to tell a supervisor.
+        print=lambda _message: announce_ready(),
         access_log=None,
         shutdown_timeout=10,
+        reuse_port=config.reuse_port or None,
     )
     return 0

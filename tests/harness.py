@@ -156,3 +156,32 @@ class ServerProcess:
         if token is None and role is not None:
             token = self.token(role)
         return http(method, self.url + path, token=token, **kwargs)
+
+
+def child_pids(parent: int) -> set[int]:
+    """The live children of process `parent`."""
+    out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True)
+    return {int(pid) for pid in out.stdout.split()}
+
+
+def listening_sockets(port: int) -> set[str]:
+    """Inodes of the IPv4 sockets listening on `port`, from /proc/net/tcp."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            inodes.add(fields[9])
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets process `pid` holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    return inodes

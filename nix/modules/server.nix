@@ -40,6 +40,8 @@ in
         listen = opt types.str "127.0.0.1:8080" "HOST:PORT to listen on.";
         tls_cert = opt (types.nullOr types.str) null "TLS certificate chain (PEM), readable by group aami.";
         tls_key = opt (types.nullOr types.str) null "TLS private key (PEM), readable by group aami.";
+        processes = opt (types.nullOr types.ints.positive) null
+          "Server processes sharing the port (SO_REUSEPORT); one per core. Default 1.";
       };
       database.url = opt types.str "sqlite:////var/lib/aami-server/aami.db"
         "sqlite:///PATH or postgresql://USER@HOST:PORT/DB (no password here: see environmentFile).";

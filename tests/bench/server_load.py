@@ -50,7 +50,7 @@ import aiohttp
 
 from tests.bench.procstats import ProcSample, postgres_cpu_seconds, sample
 from tests.conftest import fresh_database
-from tests.harness import ServerProcess
+from tests.harness import ServerProcess, child_pids, listening_sockets, socket_inodes
 from tests.server.test_agent_fixtures import create_policy, publish_script
 from units import parse_duration
 
@@ -312,9 +312,10 @@ def print_report(result: dict[str, Any]) -> None:
               f"{e['max_ms']:>9}{e['errors']:>8}{e['steady_p99_ms']:>16}")
     for s in result["servers"]:
         print(f"server pid {s['pid']}: RSS {s['rss_mb']} MB (peak {s['peak_rss_mb']} MB), "
-              f"CPU {s['cpu_percent']}% of one core, event-loop lag mean "
-              f"{s['loop_lag']['mean_ms']} ms ({s['loop_lag']['over_50ms_percent']}% of "
-              "samples over 50 ms)")
+              f"CPU {s['cpu_percent']}% of one core")
+    for port, lag in result["loop_lag_by_port"].items():
+        print(f"server event-loop lag on port {port}: mean {lag['mean_ms']} ms "
+              f"({lag['over_50ms_percent']}% of samples over 50 ms)")
     print(f"postgresql CPU {result['postgres_cpu_percent']}%, load generator CPU "
           f"{result['load_generator_cpu_percent']}% (of one core)")
     lag = result["load_generator_loop_lag_ms"]
@@ -339,6 +340,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=5000,
                         help="client connections in all (a load balancer's pool)")
     parser.add_argument("--db-threads", type=int, default=8)
+    parser.add_argument("--shared-port", action="store_true",
+                        help="one port, `serve --processes K` (SO_REUSEPORT), instead of "
+                             "K processes on K ports")
     parser.add_argument("--p99-budget", default="250ms")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
@@ -368,10 +372,9 @@ async def _sample_peaks(pids: list[int], peaks: list[int]) -> None:
         await asyncio.sleep(2)
 
 
-async def measure(plan: Plan, args: argparse.Namespace, servers: list[ServerProcess],
+async def measure(plan: Plan, args: argparse.Namespace, pids: list[int], ports: list[int],
                   bootstrap: str) -> dict[str, Any]:
     stats = Stats()
-    pids = [s.process.pid for s in servers]
     peaks = [0] * len(pids)
     before = [sample(pid) for pid in pids]
     pg_before = postgres_cpu_seconds()
@@ -379,8 +382,7 @@ async def measure(plan: Plan, args: argparse.Namespace, servers: list[ServerProc
     lags: list[float] = []
     samplers = [asyncio.create_task(_sample_peaks(pids, peaks)),
                 asyncio.create_task(_sample_loop_lag(lags))]
-    wall = await run_agents(plan, [s.port for s in servers], bootstrap, stats,
-                            args.connections)
+    wall = await run_agents(plan, ports, bootstrap, stats, args.connections)
     for task in samplers:
         task.cancel()
     after = [sample(pid) for pid in pids]
@@ -388,20 +390,33 @@ async def measure(plan: Plan, args: argparse.Namespace, servers: list[ServerProc
     gen_cpu = (gen_after.ru_utime + gen_after.ru_stime) - (gen_before.ru_utime
                                                            + gen_before.ru_stime)
     means: dict[str, tuple[float, float]] = {}
-    for server in servers:
-        for route, (count, mean) in server_route_means(server.port).items():
+    for port in ports:
+        for route, (count, mean) in server_route_means(port).items():
             old_count, old_mean = means.get(route, (0.0, 0.0))
             means[route] = (old_count + count,
                             (old_mean * old_count + mean * count) / (old_count + count))
     result = report(plan, args, stats, wall, before, after, peaks,
                     postgres_cpu_seconds() - pg_before, gen_cpu, means)
-    for entry, server in zip(result["servers"], servers, strict=True):
-        entry["loop_lag"] = server_loop_lag(server.port)
+    # With --shared-port, /metrics reports the sum over the processes behind the port.
+    result["loop_lag_by_port"] = {str(port): server_loop_lag(port) for port in ports}
     result["load_generator_loop_lag_ms"] = {
         "p50": round(percentile(lags, 0.5) * 1000, 1),
         "p99": round(percentile(lags, 0.99) * 1000, 1),
         "max": round(max(lags, default=0.0) * 1000, 1)}
     return result
+
+
+def _wait_for_children(server: ServerProcess, count: int) -> list[int]:
+    """The pids of a supervisor's `count` children, once each one listens."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        children = child_pids(server.process.pid)
+        listening = listening_sockets(server.port)
+        owners = [pid for pid in children if socket_inodes(pid) & listening]
+        if len(owners) == count:
+            return sorted(owners)
+        time.sleep(0.2)
+    raise RuntimeError(f"{count} server processes did not all listen:\n{server.log()}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -415,15 +430,23 @@ def main(argv: list[str] | None = None) -> int:
         config = directory / "server.yaml"
         config.write_text(f"server: {{db_threads: {args.db_threads}}}\n"
                           "logging: {level: warning}\n")
-        servers = [stack.enter_context(ServerProcess.start(url, directory, config=str(config)))
-                   for _ in range(args.server_processes)]
+        if args.shared_port:
+            servers = [stack.enter_context(ServerProcess.start(
+                url, directory, config=str(config),
+                extra_args=("--processes", str(args.server_processes))))]
+            pids = _wait_for_children(servers[0], args.server_processes)
+        else:
+            servers = [stack.enter_context(ServerProcess.start(url, directory,
+                                                               config=str(config)))
+                       for _ in range(args.server_processes)]
+            pids = [s.process.pid for s in servers]
         for name in ("disk-usage", "gpu-health"):
             publish_script(url, name, "1.0.0", f"#!/bin/sh\necho {name}\n".encode())
             create_policy(url, name, name, interval_seconds=60)
         bootstrap = servers[0].bootstrap_token("--max-uses", str(args.agents), "--expires", "1d")
         print(f"{args.agents} agents against {len(servers)} server process(es) on "
               f"PostgreSQL for {args.duration} (ramp {args.ramp})...", flush=True)
-        result = asyncio.run(measure(plan, args, servers, bootstrap))
+        result = asyncio.run(measure(plan, args, pids, [s.port for s in servers], bootstrap))
     print_report(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -17,12 +17,15 @@ from tests.bench import server_load
 
 
 @pytest.mark.slow
-def test_a_short_run_reports_every_endpoint_without_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", [[], ["--shared-port"]], ids=["two-ports", "shared-port"])
+def test_a_short_run_reports_every_endpoint_without_errors(tmp_path: Path,
+                                                           layout: list[str]) -> None:
+    # two ports: a load balancer's view; shared port: `serve --processes 2`.
     out = tmp_path / "figures.json"
     status = server_load.main([
         "--agents", "40", "--duration", "14s", "--ramp", "2s", "--poll", "3s",
         "--heartbeat", "3s", "--report", "4s", "--server-processes", "2",
-        "--p99-budget", "2000ms", "--json", str(out)])
+        "--p99-budget", "2000ms", "--json", str(out), *layout])
     result = json.loads(out.read_text())
     assert status == 0, result["error_samples"]
     assert result["registered"] == 40 and result["errors"] == 0

@@ -1,0 +1,96 @@
+"""`aami-server serve --processes N`: N real processes on one port (SO_REUSEPORT).
+
+Checked from outside, as an operator would: the kernel's socket table shows N
+listening sockets on the port, each owned by a different child; requests on fresh
+connections all succeed and `/metrics` counts them all whichever process answers;
+a child killed with SIGKILL is replaced; SIGTERM to the parent stops everything
+with status 0; a child that cannot start makes the parent exit non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from tests.harness import (
+    BIN,
+    ServerProcess,
+    child_pids,
+    free_port,
+    http,
+    listening_sockets,
+    socket_inodes,
+)
+
+
+def _wait_for(condition, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _health_count(server: ServerProcess) -> float:
+    text = http("GET", server.url + "/metrics").body.decode()
+    found = re.search(r'aami_server_http_requests_total\{method="GET",route="/health",'
+                      r'status="200"\} ([0-9.e+]+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_processes_share_the_port_and_are_supervised(database_url: str,
+                                                     tmp_path: Path) -> None:
+    with ServerProcess.start(database_url, tmp_path, extra_args=("--processes", "3")) as server:
+        parent = server.process.pid
+        assert _wait_for(lambda: server.log().count("is listening") == 3), server.log()
+        children = child_pids(parent)
+        listening = listening_sockets(server.port)
+        assert len(children) == 3 and len(listening) == 3
+        # Each child holds its own listening socket on the shared port.
+        owners = {pid for pid in children if socket_inodes(pid) & listening}
+        assert owners == children
+
+        for _ in range(60):  # urllib opens a new connection each time
+            assert http("GET", server.url + "/health").status == 200
+        # The sum over all processes, whichever one answered the scrape.
+        assert _health_count(server) >= 60
+
+        victim = sorted(children)[0]
+        os.kill(victim, signal.SIGKILL)
+        assert _wait_for(lambda: server.log().count("is listening") == 4), server.log()
+        assert victim not in child_pids(parent) and len(child_pids(parent)) == 3
+        assert len(listening_sockets(server.port)) == 3
+        assert http("GET", server.url + "/health/ready").status == 200
+        assert "exited with -9; restarting it" in server.log()
+
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=40) == 0
+        assert not child_pids(parent)
+        assert not listening_sockets(server.port)
+
+
+def test_a_child_that_cannot_start_stops_the_parent(tmp_path: Path) -> None:
+    # The port is taken by a socket without SO_REUSEPORT: no child can bind it.
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = subprocess.run(
+            [str(BIN / "aami-server"), "serve", "--processes", "2", "--listen",
+             f"127.0.0.1:{port}", "--database", f"sqlite:///{tmp_path / 'aami.db'}"],
+            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "while starting; stopping the others" in result.stderr
+
+
+def test_processes_must_be_positive(tmp_path: Path) -> None:
+    result = subprocess.run([str(BIN / "aami-server"), "serve", "--processes", "0"],
+                            capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "aami-server: error: --processes: must be at least 1, got 0"
