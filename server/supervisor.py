@@ -90,6 +90,10 @@ class Supervisor:
         self.stopping = False
         self.metrics_dir = tempfile.mkdtemp(prefix="aami-server-metrics-")
         self.env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir}
+        if getattr(sys, "frozen", False):
+            # A single-file binary starting itself again: without this, the child's
+            # bootloader takes the parent's _PYI_* variables for its own and fails.
+            self.env["PYINSTALLER_RESET_ENVIRONMENT"] = "1"
 
     def _start(self, slot: int) -> Child:
         read_end, write_end = os.pipe()

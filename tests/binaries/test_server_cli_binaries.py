@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 
 from tests.binaries.conftest import REPO, Binaries
 from tests.conftest import fresh_database
-from tests.harness import ServerProcess, free_port, http, require
+from tests.harness import ServerProcess, free_port, http, listening_sockets, require
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +94,32 @@ def test_frozen_server_migrates_renders_and_serves_its_files(
     refused = http("POST", frozen_server.url + "/api/v1/groups", token=token.stdout.strip(),
                    body={"name": "gpu-nodes\n"})
     assert refused.status == 400 and refused.json["details"] == {"field": "body.name"}
+
+
+def test_frozen_server_runs_several_processes_on_one_port(binaries: Binaries,
+                                                         tmp_path: Path) -> None:
+    # The supervisor starts the single-file binary again for each process: the
+    # child's bootloader must unpack afresh, not mistake itself for the parent's.
+    port = free_port()
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(binaries.server), "serve", "--processes", "2", "--listen",
+             f"127.0.0.1:{port}", "--database", f"sqlite:///{tmp_path / 'aami.db'}"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    server = ServerProcess(f"sqlite:///{tmp_path / 'aami.db'}", port, tmp_path, process, log)
+    try:
+        server.wait_ready(timeout=60)
+        deadline = time.monotonic() + 60
+        while server.log().count("is listening") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert server.log().count("is listening") == 2, server.log()
+        assert len(listening_sockets(port)) == 2
+        assert http("GET", server.url + "/health/ready").status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=40) == 0, server.log()
+    assert not listening_sockets(port)
 
 
 def test_frozen_cli_generates_keys_and_signs(binaries: Binaries, tmp_path: Path) -> None:
