@@ -92,7 +92,7 @@ def test_frozen_server_migrates_renders_and_serves_its_files(
                    json_body={"name": "gpu-nodes", "priority": 5})
     assert created.status == 201, created.body
     refused = http("POST", frozen_server.url + "/api/v1/groups", token=token.stdout.strip(),
-                   body={"name": "gpu-nodes\n"})
+                   json_body={"name": "gpu-nodes\n"})
     assert refused.status == 400 and refused.json["details"] == {"field": "body.name"}
 
 
