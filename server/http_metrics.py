@@ -33,7 +33,6 @@ class HttpMetrics:
             ["method", "route"], registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-
         self.loop_lag = Histogram(
             "aami_server_event_loop_lag_seconds",
             f"How late a {LAG_PERIOD}s timer fires on the event loop",
