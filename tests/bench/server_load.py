@@ -444,8 +444,9 @@ def main(argv: list[str] | None = None) -> int:
             publish_script(url, name, "1.0.0", f"#!/bin/sh\necho {name}\n".encode())
             create_policy(url, name, name, interval_seconds=60)
         bootstrap = servers[0].bootstrap_token("--max-uses", str(args.agents), "--expires", "1d")
-        print(f"{args.agents} agents against {len(servers)} server process(es) on "
-              f"PostgreSQL for {args.duration} (ramp {args.ramp})...", flush=True)
+        layout = " sharing one port" if args.shared_port else ""
+        print(f"{args.agents} agents against {args.server_processes} server process(es)"
+              f"{layout} on PostgreSQL for {args.duration} (ramp {args.ramp})...", flush=True)
         result = asyncio.run(measure(plan, args, pids, [s.port for s in servers], bootstrap))
     print_report(result)
     if args.json:
