@@ -69,18 +69,13 @@ def _without_asserted_annotations(schema: Any) -> Any:
 
 
 def _keywords(schema: Any) -> set[str]:
+    """Every keyword used in `schema` and its subschemas."""
     if not isinstance(schema, Mapping):
         return set()
-    found = set(schema)
-    for key in _SUBSCHEMA_MAPS:
-        for sub in schema.get(key, {}).values():
-            found |= _keywords(sub)
-    for key in _SUBSCHEMA_LISTS:
-        for sub in schema.get(key, []):
-            found |= _keywords(sub)
-    for key in _SUBSCHEMAS:
-        found |= _keywords(schema.get(key))
-    return found
+    subschemas = [*(v for key in _SUBSCHEMA_MAPS for v in schema.get(key, {}).values()),
+                  *(v for key in _SUBSCHEMA_LISTS for v in schema.get(key, [])),
+                  *(schema.get(key) for key in _SUBSCHEMAS)]
+    return set(schema).union(*(_keywords(sub) for sub in subschemas))
 
 
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
