@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,17 @@ def require(condition: bool, message: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition"
+               ) -> float:
+    """Poll `predicate` every 0.1 s until it is true and return the seconds it took;
+    fail the test after `timeout` seconds, naming `what` was awaited."""
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < timeout, f"timed out after {timeout}s: {what}"
+        time.sleep(0.1)
+    return time.monotonic() - start
 
 
 def free_port() -> int:

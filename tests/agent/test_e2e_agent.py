@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent.realserver import Site, agent_api_available, site
-from tests.harness import BIN, ServerProcess, http, run_cli
+from tests.harness import BIN, ServerProcess, http, run_cli, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -117,13 +117,6 @@ def test_tampered_scripts_are_refused_on_the_node_and_reported(s: Site, tmp_path
     assert sorted(e["reason"] for e in events(s)) == ["revoked_key", "rollback", "unknown_key"]
 
 
-def _wait_for(predicate, timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_kill_9_during_a_run_is_reported_interrupted_exactly_once(s: Site, tmp_path: Path) -> None:
     pidfile = tmp_path / "script.pid"
     s.publish(s.sign("slow", "1.0.0", f"echo $$ > {pidfile}\nexec sleep 120\n"))
@@ -135,7 +128,7 @@ def test_kill_9_during_a_run_is_reported_interrupted_exactly_once(s: Site, tmp_p
     agent = subprocess.Popen([str(BIN / "aami-agent"), "run", "--config", str(config),
                               "--token", s.bootstrap_token()], stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the run")
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the run")
         assert list((state / "spool" / "executions").glob("*.running"))
         agent.send_signal(signal.SIGKILL)
         agent.wait(10)
@@ -163,14 +156,14 @@ def test_server_down_for_several_cycles_every_result_arrives_once(
                              stderr=log)
     log.close()  # the child holds its own copy
     try:
-        _wait_for(lambda: len(executions(s)) >= 1, timeout=60, what="a first result")
+        wait_until(lambda: len(executions(s)) >= 1, timeout=60, what="a first result")
         s.server.stop()
         time.sleep(8)  # several poll and run cycles with the server away
         spooled = len(list((state / "spool" / "executions").glob("*.json")))
         assert spooled >= 2, "runs should go on and be spooled while the server is down"
         restarted = _restart_server(s.server)
         try:
-            _wait_for(lambda: not list((state / "spool" / "executions").glob("*.json")),
+            wait_until(lambda: not list((state / "spool" / "executions").glob("*.json")),
                       timeout=60, what="the spool to drain")
             poll = run_cli("aami-agent", "poll", "--now", "--state-dir", str(state), check=False)
             assert poll.returncode == 0 and poll.stdout.startswith("poll ok"), poll
@@ -197,7 +190,7 @@ def _restart_server(server: ServerProcess) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([str(BIN / "aami-server"), "serve", "--database", server.database_url,
                              "--listen", f"127.0.0.1:{server.port}"], stdout=log,
                             stderr=subprocess.STDOUT)
-    _wait_for(lambda: _ready(server.url), what="the restarted server")
+    wait_until(lambda: _ready(server.url), what="the restarted server")
     return proc
 
 
@@ -218,7 +211,7 @@ def test_force_run_reaches_the_daemon_on_poll_now(s: Site, tmp_path: Path) -> No
                               "--token", s.bootstrap_token()], stderr=log)
     log.close()
     try:
-        _wait_for(lambda: len(executions(s)) == 1, what="the once run")
+        wait_until(lambda: len(executions(s)) == 1, what="the once run")
         target_id = json.loads((state / "state.json").read_text())["target_id"]
         policy_id = executions(s)[0]["policy_id"]
         reply = s.server.api("POST", f"/api/v1/targets/{target_id}/force-run",
@@ -226,7 +219,7 @@ def test_force_run_reaches_the_daemon_on_poll_now(s: Site, tmp_path: Path) -> No
         assert reply.status == 202, reply.body
         poll = run_cli("aami-agent", "poll", "--now", "--config", str(config), check=False)
         assert poll.returncode == 0, poll
-        _wait_for(lambda: len(executions(s)) == 2, what="the forced run")
+        wait_until(lambda: len(executions(s)) == 2, what="the forced run")
         forced = [r for r in executions(s) if r["trigger"] == "force"]
         assert len(forced) == 1 and forced[0]["force_token"] == reply.json["token"]
         assert forced[0]["stdout"] == "forced\n"

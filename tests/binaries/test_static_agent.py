@@ -23,7 +23,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ import pytest
 from tests.agent.realserver import Site, site
 from tests.agent.test_e2e_agent import events, executions, policy, settle
 from tests.binaries.conftest import Binaries
-from tests.harness import require, run_cli
+from tests.harness import require, run_cli, wait_until
 from tests.packaging.tools import require_tool
 
 pytestmark = pytest.mark.slow
@@ -173,13 +173,6 @@ def test_built_agent_refuses_an_untrusted_key_and_a_rollback(
     assert sorted(e["reason"] for e in events(s)) == ["rollback", "unknown_key"]
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def _descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
@@ -207,7 +200,7 @@ def test_sigterm_to_the_unpacking_parent_stops_the_agent_cleanly(
          str(s.agent_config(tmp_path / "state")), "--token", s.bootstrap_token()],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(scratch)})
     try:
-        _wait_for(lambda: len(executions(s)) >= 1, 60, "a first run")
+        wait_until(lambda: len(executions(s)) >= 1, 60, "a first run")
         tree = _descendants(agent.pid)
         assert tree, "a single-file binary runs its program in a child process"
         agent.send_signal(signal.SIGTERM)

@@ -14,7 +14,6 @@ import re
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from tests.harness import (
@@ -25,16 +24,8 @@ from tests.harness import (
     http,
     listening_sockets,
     socket_inodes,
+    wait_until,
 )
-
-
-def _wait_for(condition, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _health_count(server: ServerProcess) -> float:
@@ -48,7 +39,7 @@ def test_processes_share_the_port_and_are_supervised(database_url: str,
                                                      tmp_path: Path) -> None:
     with ServerProcess.start(database_url, tmp_path, extra_args=("--processes", "3")) as server:
         parent = server.process.pid
-        assert _wait_for(lambda: server.log().count("is listening") == 3), server.log()
+        wait_until(lambda: server.log().count("is listening") == 3, 15, "three processes listening")
         children = child_pids(parent)
         listening = listening_sockets(server.port)
         assert len(children) == 3 and len(listening) == 3
@@ -63,7 +54,7 @@ def test_processes_share_the_port_and_are_supervised(database_url: str,
 
         victim = sorted(children)[0]
         os.kill(victim, signal.SIGKILL)
-        assert _wait_for(lambda: server.log().count("is listening") == 4), server.log()
+        wait_until(lambda: server.log().count("is listening") == 4, 15, "a replacement listening")
         assert victim not in child_pids(parent) and len(child_pids(parent)) == 3
         assert len(listening_sockets(server.port)) == 3
         assert http("GET", server.url + "/health/ready").status == 200

@@ -3,20 +3,10 @@ process takes effect on another within about a second (credentials revision)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from tests.conftest import fresh_database
-from tests.harness import ServerProcess
-
-
-def _until(predicate, timeout: float = 5.0) -> float:  # type: ignore[no-untyped-def]
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+from tests.harness import ServerProcess, wait_until
 
 
 def test_revocations_reach_the_other_process(tmp_path: Path) -> None:
@@ -33,8 +23,10 @@ def test_revocations_reach_the_other_process(tmp_path: Path) -> None:
         assert b.api("GET", "/api/v1/agent/config", token=agent).status == 200  # cached
 
         assert a.api("POST", f"/api/v1/tokens/{victim['id']}/revoke", token=admin).status == 200
-        _until(lambda: b.api("GET", "/api/v1/groups", token=victim["token"]).status == 401)
+        wait_until(lambda: b.api("GET", "/api/v1/groups", token=victim["token"]).status == 401,
+                   5, "the admin token refused by the other process")
 
         assert a.api("DELETE", f"/api/v1/targets/{registered['target_id']}",
                      token=admin).status == 204
-        _until(lambda: b.api("GET", "/api/v1/agent/config", token=agent).status == 401)
+        wait_until(lambda: b.api("GET", "/api/v1/agent/config", token=agent).status == 401,
+                   5, "the agent token refused by the other process")
