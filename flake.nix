@@ -43,6 +43,7 @@
           packages = [
             (pkgs.python3.withPackages (ps: with ps; [
               aiohttp pyyaml cryptography peewee psycopg2 prometheus-client aiohttp-jinja2 jinja2
+              jsonschema fastjsonschema
               pytest pytest-timeout hypothesis mypy types-pyyaml
             ]))
             pkgs.ruff

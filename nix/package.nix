@@ -26,6 +26,8 @@ python3Packages.buildPythonApplication {
     prometheus-client
     aiohttp-jinja2
     jinja2
+    jsonschema
+    fastjsonschema
   ];
   # pyproject.toml asks for psycopg2-binary (wheels for pip users); nixpkgs
   # builds psycopg2 from source against its own libpq, which provides the same module.

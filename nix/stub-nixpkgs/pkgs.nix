@@ -17,7 +17,7 @@ let
   pythonPackage = name: stub "python3.11-${name}-stub" { pname = name; };
   pythonNames = [
     "setuptools" "aiohttp" "pyyaml" "cryptography" "peewee" "psycopg2" "prometheus-client"
-    "aiohttp-jinja2" "jinja2" "pytest" "pytest-timeout" "hypothesis" "mypy" "types-pyyaml"
+    "aiohttp-jinja2" "jinja2" "jsonschema" "fastjsonschema" "pytest" "pytest-timeout" "hypothesis" "mypy" "types-pyyaml"
   ];
 
   python3Packages = lib.genAttrs pythonNames pythonPackage // {

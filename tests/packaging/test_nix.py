@@ -220,3 +220,18 @@ def test_rendered_yaml_is_plain_yaml(nix: NixRun, flake: Path) -> None:
     etc = rendered_etc(nix, flake)
     data = yaml.safe_load(nix.read_store_file(etc["aami/server.yaml"]))
     assert data["compat"] == {"legacy_checks": True}
+
+
+def test_the_nix_package_needs_what_pip_installs() -> None:
+    # pyproject.toml is what pip installs; nix/package.nix must name the same Python
+    # packages, or the Nix-built server fails at its first import.
+    import re
+    import tomllib
+
+    wanted = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~ ;\[]", spec, maxsplit=1)[0].lower() for spec in wanted}
+    names = {"psycopg2" if n == "psycopg2-binary" else n for n in names}  # see package.nix
+    package = (REPO / "nix/package.nix").read_text()
+    listed = re.search(r"dependencies = with python3Packages; \[(.*?)\];", package, re.S)
+    assert listed is not None
+    assert set(listed.group(1).split()) == names
