@@ -40,9 +40,7 @@ def all_routes() -> list[Route]:
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     database = Database(config.database_url, threads=config.db_threads)
-    applied = await database.run(migrate, database.peewee)
-    for migration in applied:
-        log.info("migration %04d_%s applied", migration.version, migration.name)
+    await database.run(migrate, database.peewee)  # logs each migration it applies
     app[DATABASE] = database
     app[AUTHENTICATOR] = Authenticator(database, legacy_open=config.legacy_checks)
     yield

@@ -39,9 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert")
     serve.add_argument("--tls-key")
     serve.add_argument("--processes", type=int,
-                       help="server processes sharing the port, one per core (default 1)")
-    serve.add_argument("--reuse-port", action="store_true",
-                       help="share the port with other aami-server processes (SO_REUSEPORT)")
+                       help="server processes sharing the listen port (default: "
+                            "server.processes, else 1); use one per core")
+    # Internal: how the supervisor starts each of its processes (server/supervisor.py).
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     _common(sub.add_parser("migrate", help="apply pending database migrations"))
 
@@ -75,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _setup_logging(config: ServerConfig) -> None:
     logging.basicConfig(
         level=getattr(logging, config.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        # The pid tells apart the processes of `serve --processes N` in one log.
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
     )
 
 
@@ -129,7 +131,7 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float,
     if args.command == "serve" and config.processes > 1:
         from server.supervisor import supervise
 
-        return supervise(argv, config.processes)
+        return supervise(argv, config)
     if args.command == "serve":
         from server.serve import serve
 

@@ -26,15 +26,20 @@ def ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
 def serve(config: ServerConfig) -> int:
     app = create_app(config)
     scheme = "https" if config.tls_cert else "http"
-    log.info("aami-server listening on %s://%s:%d (database %s)", scheme, config.listen_host,
-             config.listen_port, config.database_url.split("@")[-1])
+
+    def listening(_message: str) -> None:
+        # aiohttp calls this once every site is bound: the moment to say so, and to
+        # tell a supervisor.
+        log.info("aami-server listening on %s://%s:%d (database %s)", scheme,
+                 config.listen_host, config.listen_port, config.database_url.split("@")[-1])
+        announce_ready()
+
     web.run_app(
         app,
         host=config.listen_host,
         port=config.listen_port,
         ssl_context=ssl_context(config),
-        # Called once every site listens: the moment to tell a supervisor.
-        print=lambda _message: announce_ready(),
+        print=listening,
         access_log=None,
         shutdown_timeout=10,
         reuse_port=config.reuse_port or None,

@@ -8,15 +8,18 @@ connections over them, and agents keep theirs open.
 
 The parent serves nothing. It:
 
+* first binds the address itself *without* SO_REUSEPORT, and gives up if that
+  fails: otherwise the children would silently share the port with whatever else
+  listens there with SO_REUSEPORT (another aami-server on another database, say);
 * starts each child as `serve` with the same arguments plus `--processes 1
   --reuse-port` (a fresh interpreter, not a fork: nothing of the parent's state is
   shared by accident);
-* restarts a child that dies, unless it died before it was ready (a bad port, an
-  unreachable database): then it stops the others and exits non-zero, so that
+* restarts a child that dies, unless it died before it was ready (an unreachable
+  database, a bad TLS key): then it stops the others and exits non-zero, so that
   systemd's `Restart=on-failure` and the journal say what happened. A child says
-  it is ready, once it listens, by writing to a pipe (`READY_FD_ENV`). A child that
-  exits with status 0 was told to stop (a SIGTERM sent to the whole process group
-  or cgroup, say): the parent stops the others too and exits 0;
+  it is ready, once it listens, by writing to a pipe (`READY_FD_ENV`);
+* makes the kernel send each child SIGTERM if the supervisor itself dies
+  (PR_SET_PDEATHSIG), so no orphan keeps serving the port;
 * on SIGTERM or SIGINT, passes SIGTERM on and waits for every child to finish its
   in-flight requests and flush its buffers;
 * gives the children one Prometheus multiprocess directory, so `/metrics` on any of
@@ -30,10 +33,12 @@ Processes share nothing else; everything they must agree on lives in the databas
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,11 +47,43 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from server.config import ServerConfig
+
 log = logging.getLogger(__name__)
 
 READY_FD_ENV = "AAMI_SERVER_READY_FD"  # the child writes one byte here once it listens
 STOP_SECONDS = 30.0  # in-flight requests get this long after SIGTERM
 POLL_SECONDS = 0.25
+PR_SET_PDEATHSIG = 1
+
+
+class PortTaken(Exception):
+    """The listen address is in use: said once (the CLI prints it), not once per child."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind every address of `host:port` as aiohttp would, but without SO_REUSEPORT."""
+    for family, kind, proto, _, address in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise PortTaken(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the supervisor dies (inherited by exec)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def child_command(argv: Sequence[str]) -> list[str]:
@@ -99,8 +136,10 @@ class Supervisor:
         read_end, write_end = os.pipe()
         os.set_blocking(read_end, False)
         try:
-            process = subprocess.Popen(self.command, env={**self.env,
-                                       READY_FD_ENV: str(write_end)}, pass_fds=[write_end])
+            # preexec_fn is safe here: the supervisor runs no threads.
+            process = subprocess.Popen(
+                self.command, env={**self.env, READY_FD_ENV: str(write_end)},
+                pass_fds=[write_end], preexec_fn=_die_with_parent)
         except BaseException:
             os.close(read_end)
             raise
@@ -111,6 +150,9 @@ class Supervisor:
         return Child(slot, process, read_end)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stopping:
+            log.info("%s received; stopping %d server processes",
+                     signal.Signals(signum).name, self.processes)
         self.stopping = True
 
     def run(self) -> int:
@@ -130,20 +172,17 @@ class Supervisor:
                         continue
                     ready = child.check_ready()  # it may have written just before exiting
                     child.close()
-                    if code == 0:
-                        log.info("server process %d (pid %d) stopped; stopping the others",
-                                 child.slot + 1, child.process.pid)
-                        self.stopping = True
+                    if self.stopping:  # a signal for the whole group reached it first
                         break
                     if not ready:
-                        log.error("server process %d (pid %d) exited with %d while starting; "
-                                  "stopping the others", child.slot + 1, child.process.pid,
-                                  code)
-                        failed = code or 1
+                        log.error("server process %d (pid %d) %s while starting; stopping "
+                                  "the others", child.slot + 1, child.process.pid,
+                                  describe_exit(code))
+                        failed = code if code > 0 else 1
                         self.stopping = True
                         break
-                    log.warning("server process %d (pid %d) exited with %d; restarting it",
-                                child.slot + 1, child.process.pid, code)
+                    log.warning("server process %d (pid %d) %s; restarting it",
+                                child.slot + 1, child.process.pid, describe_exit(code))
                     children[i] = self._start(child.slot)
         finally:
             self._stop(children)
@@ -167,5 +206,6 @@ class Supervisor:
                 process.wait()
 
 
-def supervise(argv: Sequence[str], processes: int) -> int:
-    return Supervisor(child_command(argv), processes).run()
+def supervise(argv: Sequence[str], config: ServerConfig) -> int:
+    check_port_free(config.listen_host, config.listen_port)
+    return Supervisor(child_command(argv), config.processes).run()

@@ -58,7 +58,7 @@ def test_processes_share_the_port_and_are_supervised(database_url: str,
         assert victim not in child_pids(parent) and len(child_pids(parent)) == 3
         assert len(listening_sockets(server.port)) == 3
         assert http("GET", server.url + "/health/ready").status == 200
-        assert "exited with -9; restarting it" in server.log()
+        assert "was killed by SIGKILL; restarting it" in server.log()
 
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=40) == 0
@@ -66,18 +66,53 @@ def test_processes_share_the_port_and_are_supervised(database_url: str,
         assert not listening_sockets(server.port)
 
 
-def test_a_child_that_cannot_start_stops_the_parent(tmp_path: Path) -> None:
-    # The port is taken by a socket without SO_REUSEPORT: no child can bind it.
+def _serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "aami-server"), "serve", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_a_port_in_use_is_refused_once_even_by_a_reuseport_listener(tmp_path: Path) -> None:
+    # Without the supervisor's own check, children binding with SO_REUSEPORT would
+    # silently share the port with this listener and take part of its traffic.
     port = free_port()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", port))
-        taken.listen()
-        result = subprocess.run(
-            [str(BIN / "aami-server"), "serve", "--processes", "2", "--listen",
-             f"127.0.0.1:{port}", "--database", f"sqlite:///{tmp_path / 'aami.db'}"],
-            capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        result = _serve("--processes", "2", "--listen", f"127.0.0.1:{port}",
+                        "--database", f"sqlite:///{tmp_path / 'aami.db'}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"aami-server: error: cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+def test_a_process_that_cannot_start_stops_the_others(tmp_path: Path) -> None:
+    # Nothing listens on port 1: every process fails before it is ready.
+    result = _serve("--processes", "2", "--listen", f"127.0.0.1:{free_port()}",
+                    "--database", "postgresql://postgres@127.0.0.1:1/none")
+    assert result.returncode == 1
     assert "while starting; stopping the others" in result.stderr
+
+
+def test_a_process_stopped_alone_is_restarted_and_none_outlives_the_supervisor(
+        tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'aami.db'}"
+    with ServerProcess.start(url, tmp_path, extra_args=("--processes", "2")) as server:
+        parent = server.process.pid
+        wait_until(lambda: server.log().count("is listening") == 2, 15, "two processes")
+        first, second = sorted(child_pids(parent))
+        os.kill(first, signal.SIGTERM)  # an operator recycling one process
+        wait_until(lambda: server.log().count("is listening") == 3, 15, "a replacement")
+        assert "exited with status 0; restarting it" in server.log()
+        children = child_pids(parent)
+        assert second in children and first not in children and len(children) == 2
+
+        server.process.kill()  # the supervisor dies without a word
+        server.process.wait(timeout=10)
+        # PR_SET_PDEATHSIG: the kernel tells the children, which stop and free the port.
+        wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children),
+                   20, "the orphaned processes to stop")
+        wait_until(lambda: not listening_sockets(server.port), 5, "the port to be free")
 
 
 def test_processes_must_be_positive(tmp_path: Path) -> None:
