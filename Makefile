@@ -32,6 +32,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 lint: $(STAMP)
+	$(BIN)/python packaging/package_root.py >/dev/null
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 

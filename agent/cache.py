@@ -33,13 +33,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent.atomicfile import atomic_write
-from agent.wire import Assignment
-from trust.envelope import Envelope
-from trust.errors import Refusal
-from trust.keys import TrustedKey, load_trusted_key
-from trust.statement import ScriptStatement
-from trust.verify import verify_script
+from aami.agent.atomicfile import atomic_write
+from aami.agent.wire import Assignment
+from aami.trust.envelope import Envelope
+from aami.trust.errors import Refusal
+from aami.trust.keys import TrustedKey, load_trusted_key
+from aami.trust.statement import ScriptStatement
+from aami.trust.verify import verify_script
 
 log = logging.getLogger("aami.agent.cache")
 
@@ -157,7 +157,7 @@ def effective_user(run_as: str | None) -> str:
     even when the policy names no user (the agent may be root)."""
     if run_as:
         return run_as
-    from agent.executor import current_user
+    from aami.agent.executor import current_user
 
     return current_user()
 

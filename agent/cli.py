@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from agent import __version__
-from agent.config import AgentConfig, ConfigError, load_config
+from aami.agent import __version__
+from aami.agent.config import AgentConfig, ConfigError, load_config
 
 PROG = "aami-agent"
 
@@ -95,9 +95,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"server.ca_file: cannot read {config.server.ca_file}")
     import asyncio
 
-    from agent.daemon import Agent
-    from agent.logging_setup import Masker, setup_logging
-    from agent.state import ensure_state_dir
+    from aami.agent.daemon import Agent
+    from aami.agent.logging_setup import Masker, setup_logging
+    from aami.agent.state import ensure_state_dir
 
     masker = Masker(config.logging.mask_patterns)
     setup_logging(config.logging.level, config.logging.format, masker, verbose=config.verbose)
@@ -119,9 +119,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _offline_status(config: AgentConfig) -> dict[str, Any]:
-    from agent.spool import Spool
-    from agent.state import STATE_FILE, AgentState
-    from agent.status import build_status
+    from aami.agent.spool import Spool
+    from aami.agent.state import STATE_FILE, AgentState
+    from aami.agent.status import build_status
 
     base = Path(config.state_dir)
     try:
@@ -144,8 +144,8 @@ def _offline_status(config: AgentConfig) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from agent.control import SOCKET_NAME, ControlUnavailable, send_command
-    from agent.status import format_status
+    from aami.agent.control import SOCKET_NAME, ControlUnavailable, send_command
+    from aami.agent.status import format_status
 
     config = _config(args)
     try:
@@ -158,7 +158,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from agent.control import SOCKET_NAME, ControlUnavailable, send_command
+    from aami.agent.control import SOCKET_NAME, ControlUnavailable, send_command
 
     config = _config(args)
     path = Path(config.state_dir) / SOCKET_NAME
@@ -171,7 +171,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from agent.migrate_cron import migrate, rollback
+    from aami.agent.migrate_cron import migrate, rollback
 
     config = _config(args)
     action = rollback if args.rollback else migrate
@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # an operation failed: one line, no traceback
-        from agent.migrate_cron import MigrationError
+        from aami.agent.migrate_cron import MigrationError
 
         known = (RuntimeError, OSError, MigrationError, ValueError)
         if not isinstance(exc, known):

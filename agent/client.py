@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from agent.wire import (
+from aami.agent.wire import (
     Ack,
     AssignmentSet,
     Intervals,

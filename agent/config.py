@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from units import parse_duration, parse_size
+from aami.units import parse_duration, parse_size
 
 DEFAULT_CONFIG_PATH = "/etc/aami/agent.yaml"
 

@@ -25,24 +25,24 @@ import signal
 import time
 from typing import Any
 
-from agent import __version__, system_info
-from agent.cache import ScriptCache, ScriptRefused, ScriptSource, TrustedKeys, refusal_event
-from agent.client import AgentClient, AgentClientError, HttpAgentClient, InvalidToken
-from agent.config import AgentConfig
-from agent.control import SOCKET_NAME, serve_control
-from agent.executor import utc_now
-from agent.heartbeat import send_heartbeat
-from agent.logging_setup import Masker
-from agent.metrics import AgentMetrics, render, serve_metrics
-from agent.poller import Poller, PollOutcome, next_delay, parse_assignments
-from agent.registration import NotRegistered, Registrar
-from agent.reporter import Reporter
-from agent.runner import Runner
-from agent.scheduler import RunDecision, ScheduleMemory, decide, seconds_until_next
-from agent.spool import ExecutionSpool, Spool
-from agent.state import StateStore, ensure_state_dir
-from agent.status import build_status
-from agent.wire import Assignment
+from aami.agent import __version__, system_info
+from aami.agent.cache import ScriptCache, ScriptRefused, ScriptSource, TrustedKeys, refusal_event
+from aami.agent.client import AgentClient, AgentClientError, HttpAgentClient, InvalidToken
+from aami.agent.config import AgentConfig
+from aami.agent.control import SOCKET_NAME, serve_control
+from aami.agent.executor import utc_now
+from aami.agent.heartbeat import send_heartbeat
+from aami.agent.logging_setup import Masker
+from aami.agent.metrics import AgentMetrics, render, serve_metrics
+from aami.agent.poller import Poller, PollOutcome, next_delay, parse_assignments
+from aami.agent.registration import NotRegistered, Registrar
+from aami.agent.reporter import Reporter
+from aami.agent.runner import Runner
+from aami.agent.scheduler import RunDecision, ScheduleMemory, decide, seconds_until_next
+from aami.agent.spool import ExecutionSpool, Spool
+from aami.agent.state import StateStore, ensure_state_dir
+from aami.agent.status import build_status
+from aami.agent.wire import Assignment
 
 log = logging.getLogger("aami.agent")
 

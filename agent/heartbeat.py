@@ -10,10 +10,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from agent import __version__
-from agent.client import AgentClient
-from agent.state import AgentState
-from agent.wire import Intervals
+from aami.agent import __version__
+from aami.agent.client import AgentClient
+from aami.agent.state import AgentState
+from aami.agent.wire import Intervals
 
 
 def heartbeat_body(

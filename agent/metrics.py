@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.atomicfile import atomic_write
+from aami.agent.atomicfile import atomic_write
 
 log = logging.getLogger("aami.agent.metrics")
 

@@ -20,7 +20,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.atomicfile import atomic_write
+from aami.agent.atomicfile import atomic_write
 
 SUFFIX = ".disabled-by-aami-agent"
 TIMER = "aami-dynamic-check.timer"

@@ -26,13 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from agent.cache import ReadyScript, ScriptRefused, ScriptSource
-from agent.client import AgentClient, AgentClientError, InvalidToken, NotFound
-from agent.metrics import AgentMetrics
-from agent.registration import NotRegistered, Registrar
-from agent.state import AgentState, StateStore
-from agent.wire import Assignment, AssignmentSet
-from trust.statement import parse_version
+from aami.agent.cache import ReadyScript, ScriptRefused, ScriptSource
+from aami.agent.client import AgentClient, AgentClientError, InvalidToken, NotFound
+from aami.agent.metrics import AgentMetrics
+from aami.agent.registration import NotRegistered, Registrar
+from aami.agent.state import AgentState, StateStore
+from aami.agent.wire import Assignment, AssignmentSet
+from aami.trust.statement import parse_version
 
 log = logging.getLogger("aami.agent.poller")
 

@@ -19,9 +19,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent import __version__
-from agent.client import AgentClient, Conflict, InvalidToken
-from agent.state import AgentState, StateStore
+from aami.agent import __version__
+from aami.agent.client import AgentClient, Conflict, InvalidToken
+from aami.agent.state import AgentState, StateStore
 
 log = logging.getLogger("aami.agent.registration")
 

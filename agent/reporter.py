@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.client import AgentClient, InvalidToken, PayloadTooLarge, ServerRefused
-from agent.spool import Spool
-from agent.wire import Ack
+from aami.agent.client import AgentClient, InvalidToken, PayloadTooLarge, ServerRefused
+from aami.agent.spool import Spool
+from aami.agent.wire import Ack
 
 log = logging.getLogger("aami.agent.reporter")
 

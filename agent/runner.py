@@ -23,15 +23,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.cache import ReadyScript, ScriptRefused, ScriptSource
-from agent.client import AgentClientError
-from agent.config import AgentConfig
-from agent.executor import ExecutionRequest, ExecutionResult, execute, utc_now
-from agent.logging_setup import Masker
-from agent.metrics import AgentMetrics, record_script_output
-from agent.scheduler import RunDecision, once_key
-from agent.spool import ExecutionSpool
-from agent.state import AgentState, StateStore
+from aami.agent.cache import ReadyScript, ScriptRefused, ScriptSource
+from aami.agent.client import AgentClientError
+from aami.agent.config import AgentConfig
+from aami.agent.executor import ExecutionRequest, ExecutionResult, execute, utc_now
+from aami.agent.logging_setup import Masker
+from aami.agent.metrics import AgentMetrics, record_script_output
+from aami.agent.scheduler import RunDecision, once_key
+from aami.agent.spool import ExecutionSpool
+from aami.agent.state import AgentState, StateStore
 
 log = logging.getLogger("aami.agent.runner")
 

@@ -23,7 +23,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.wire import Assignment
+from aami.agent.wire import Assignment
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.atomicfile import atomic_write, fsync_dir
+from aami.agent.atomicfile import atomic_write, fsync_dir
 
 log = logging.getLogger("aami.agent.spool")
 

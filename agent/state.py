@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.atomicfile import atomic_write
+from aami.agent.atomicfile import atomic_write
 
 log = logging.getLogger("aami.agent.state")
 

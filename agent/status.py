@@ -6,8 +6,8 @@ import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from agent import __version__
-from agent.state import AgentState
+from aami.agent import __version__
+from aami.agent.state import AgentState
 
 
 def _ts(value: float | None) -> str | None:

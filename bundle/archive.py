@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundle.manifest import (
+from aami.bundle.manifest import (
     CONTROL_FILES,
     MANIFEST,
     MANIFEST_DSSE,
@@ -36,8 +36,8 @@ from bundle.manifest import (
     sign_manifest,
     verify_manifest,
 )
-from trust.envelope import Envelope
-from trust.errors import TrustError
+from aami.trust.envelope import Envelope
+from aami.trust.errors import TrustError
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 MAX_CONTROL_BYTES = 4 * 1024 * 1024

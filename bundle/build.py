@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundle.archive import BundleFile
+from aami.bundle.archive import BundleFile
 
 BINARIES = ("aami-agent", "aami-server", "aami")
 OPTIONAL_BINARIES = ("aami-agent-static",)

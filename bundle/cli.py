@@ -11,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from bundle.archive import Progress, verify_archive, write_bundle
-from bundle.build import BuildError, BuildInputs, collect
-from bundle.manifest import BundleRefused
-from trust.errors import TrustError
-from trust.keys import key_id, load_private_key, load_public_key, public_key_pem
+from aami.bundle.archive import Progress, verify_archive, write_bundle
+from aami.bundle.build import BuildError, BuildInputs, collect
+from aami.bundle.manifest import BundleRefused
+from aami.trust.errors import TrustError
+from aami.trust.keys import key_id, load_private_key, load_public_key, public_key_pem
 
 DEFAULT_VERSION = "0.1.0"
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 
-from trust.envelope import Envelope, pae, sign_envelope
-from trust.errors import TrustError
-from trust.keys import key_id, load_private_key, load_public_key, public_key_pem
+from aami.trust.envelope import Envelope, pae, sign_envelope
+from aami.trust.errors import TrustError
+from aami.trust.keys import key_id, load_private_key, load_public_key, public_key_pem
 
 MANIFEST = "MANIFEST.sha256"
 MANIFEST_SIG = "MANIFEST.sha256.sig"

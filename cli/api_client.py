@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from cli.errors import OperationFailed, UsageError
+from aami.cli.errors import OperationFailed, UsageError
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 

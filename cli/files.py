@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from cli.errors import UsageError
+from aami.cli.errors import UsageError
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool = True) -> None:

@@ -8,10 +8,10 @@ import re
 import sys
 from pathlib import Path
 
-import trust
-from cli.api_client import ApiClient
-from cli.errors import OperationFailed, UsageError
-from cli.files import read_bytes, write_atomic
+from aami import trust
+from aami.cli.api_client import ApiClient
+from aami.cli.errors import OperationFailed, UsageError
+from aami.cli.files import read_bytes, write_atomic
 
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

@@ -15,10 +15,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from bundle import cli as bundle_cli
-from cli import keys_cmd, policy_cmd, script_cmd
-from cli.api_client import ApiClient
-from cli.errors import CliError, UsageError
+from aami.bundle import cli as bundle_cli
+from aami.cli import keys_cmd, policy_cmd, script_cmd
+from aami.cli.api_client import ApiClient
+from aami.cli.errors import CliError, UsageError
 
 PROG = "aami"
 

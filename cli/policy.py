@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trust import MalformedStatement, parse_version
-from units import parse_duration
+from aami.trust import MalformedStatement, parse_version
+from aami.units import parse_duration
 
 SCOPES = ("global", "group", "target")
 MODES = ("interval", "once")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cli.api_client import ApiClient
-from cli.errors import OperationFailed, UsageError
-from cli.files import read_json_or_yaml
-from cli.policy import Change, PolicyFileError, parse_policy_file, plan
+from aami.cli.api_client import ApiClient
+from aami.cli.errors import OperationFailed, UsageError
+from aami.cli.files import read_json_or_yaml
+from aami.cli.policy import Change, PolicyFileError, parse_policy_file, plan
 
 
 def apply(args: argparse.Namespace, client: ApiClient) -> int:

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import trust
-from cli.api_client import ApiClient
-from cli.errors import OperationFailed, UsageError
-from cli.files import read_bytes, read_json, read_json_or_yaml, write_atomic
-from cli.keys_cmd import load_keys_dir, private_key
-from units import parse_duration
+from aami import trust
+from aami.cli.api_client import ApiClient
+from aami.cli.errors import OperationFailed, UsageError
+from aami.cli.files import read_bytes, read_json, read_json_or_yaml, write_atomic
+from aami.cli.keys_cmd import load_keys_dir, private_key
+from aami.units import parse_duration
 
 
 def sign(args: argparse.Namespace) -> int:

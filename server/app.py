@@ -15,23 +15,23 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from server import __version__
-from server.api import admin, agent, downloads, operations, system
-from server.appkeys import AUTHENTICATOR, CONFIG, DATABASE, HTTP_METRICS, OPENAPI
-from server.auth import Authenticator
-from server.config import ServerConfig
-from server.db import Database
-from server.errors import error_middleware
-from server.http_metrics import HttpMetrics, loop_lag_ctx
-from server.migrations import migrate
-from server.openapi import build_document
-from server.routing import Route, add_routes
+from aami.server import __version__
+from aami.server.api import admin, agent, downloads, operations, system
+from aami.server.appkeys import AUTHENTICATOR, CONFIG, DATABASE, HTTP_METRICS, OPENAPI
+from aami.server.auth import Authenticator
+from aami.server.config import ServerConfig
+from aami.server.db import Database
+from aami.server.errors import error_middleware
+from aami.server.http_metrics import HttpMetrics, loop_lag_ctx
+from aami.server.migrations import migrate
+from aami.server.openapi import build_document
+from aami.server.routing import Route, add_routes
 
 log = logging.getLogger(__name__)
 
 
 def all_routes() -> list[Route]:
-    from server import web as web_ui
+    from aami.server import web as web_ui
 
     return [*system.ROUTES, *admin.ROUTES, *operations.ROUTES, *agent.ROUTES, *downloads.ROUTES,
             *web_ui.ROUTES]
@@ -48,7 +48,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: ServerConfig) -> web.Application:
-    from server import web as web_ui
+    from aami.server import web as web_ui
 
     metrics = HttpMetrics()
     app = web.Application(

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from server.auth import Authenticator
-    from server.config import ServerConfig
-    from server.db import Database
-    from server.http_metrics import HttpMetrics
+    from aami.server.auth import Authenticator
+    from aami.server.config import ServerConfig
+    from aami.server.db import Database
+    from aami.server.http_metrics import HttpMetrics
 
 CONFIG: web.AppKey[ServerConfig] = web.AppKey("config")
 DATABASE: web.AppKey[Database] = web.AppKey("database")

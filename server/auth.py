@@ -18,11 +18,11 @@ import time
 
 from aiohttp import web
 
-from server.db import Database
-from server.errors import InvalidToken
-from server.models import AgentToken, ApiToken, BootstrapToken, Target, utcnow
-from server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal, Principal
-from server.tokens import Role, TokenKind, hash_token, kind_of
+from aami.server.db import Database
+from aami.server.errors import InvalidToken
+from aami.server.models import AgentToken, ApiToken, BootstrapToken, Target, utcnow
+from aami.server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal, Principal
+from aami.server.tokens import Role, TokenKind, hash_token, kind_of
 
 CACHE_SECONDS = 600.0
 CACHE_MAX_ENTRIES = 100_000

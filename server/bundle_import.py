@@ -29,12 +29,12 @@ from typing import Any
 
 import yaml
 
-from bundle.archive import extract, verify_archive
-from cli.policy import PolicyFileError, parse_policy_file, plan
-from server.errors import ApiError, Conflict
-from server.models import Policy, PublisherKey
-from server.services import jobs, policies, publisher_keys, scripts
-from trust.keys import load_trusted_key
+from aami.bundle.archive import extract, verify_archive
+from aami.cli.policy import PolicyFileError, parse_policy_file, plan
+from aami.server.errors import ApiError, Conflict
+from aami.server.models import Policy, PublisherKey
+from aami.server.services import jobs, policies, publisher_keys, scripts
+from aami.trust.keys import load_trusted_key
 
 Progress = Callable[[str, int, int], None]
 

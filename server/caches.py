@@ -35,13 +35,13 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from server.api.agent.writer import ExecutionWriter
+    from aami.server.api.agent.writer import ExecutionWriter
 
-from server.db import Database, tuples
-from server.models import ForceRunTarget
-from server.services import assignments, revision
-from server.services.assignments import Snapshot, TargetView
-from server.services.heartbeats import StatusBuffer
+from aami.server.db import Database, tuples
+from aami.server.models import ForceRunTarget
+from aami.server.services import assignments, revision
+from aami.server.services.assignments import Snapshot, TargetView
+from aami.server.services.heartbeats import StatusBuffer
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
-from server import __version__
-from server.config import ConfigError, ServerConfig, load_config
-from server.db import Database
-from units import parse_duration
+from aami.server import __version__
+from aami.server.config import ConfigError, ServerConfig, load_config
+from aami.server.db import Database
+from aami.units import parse_duration
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,7 +82,7 @@ def _setup_logging(config: ServerConfig) -> None:
 
 
 def _open_migrated(config: ServerConfig) -> Database:
-    from server.migrations import migrate
+    from aami.server.migrations import migrate
 
     database = Database(config.database_url, threads=1)
     migrate(database.peewee)
@@ -129,11 +129,11 @@ def _one_line(exc: BaseException) -> str:
 def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float,
               argv: list[str]) -> int:
     if args.command == "serve" and config.processes > 1:
-        from server.supervisor import supervise
+        from aami.server.supervisor import supervise
 
         return supervise(argv, config)
     if args.command == "serve":
-        from server.serve import serve
+        from aami.server.serve import serve
 
         return serve(config)
     database = _open_migrated(config)
@@ -141,16 +141,16 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float,
         if args.command == "migrate":
             print("database is up to date")
         elif args.command == "token":
-            from server.services.tokens import create_api_token
-            from server.tokens import Role
+            from aami.server.services.tokens import create_api_token
+            from aami.server.tokens import Role
 
             secret, _ = create_api_token(args.name, Role(args.role))
             print(secret)
         elif args.command == "import":
             return _import(args)
         elif args.command == "bootstrap-token":
-            from server.models import utcnow
-            from server.services.tokens import create_bootstrap_token
+            from aami.server.models import utcnow
+            from aami.server.services.tokens import create_bootstrap_token
 
             expires = utcnow() + timedelta(seconds=lifetime) if lifetime else None
             secret, _ = create_bootstrap_token(
@@ -166,8 +166,8 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float,
 def _import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bundle.manifest import BundleRefused
-    from server.bundle_import import BundleImportError, import_bundle
+    from aami.bundle.manifest import BundleRefused
+    from aami.server.bundle_import import BundleImportError, import_bundle
 
     try:
         release_pem = Path(args.key).read_bytes()

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from units import parse_duration, parse_size
+from aami.units import parse_duration, parse_size
 
 DEFAULT_CONFIG_PATH = Path("/etc/aami/server.yaml")
 DEFAULT_DATABASE_URL = "sqlite:///aami.db"

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlparse
 import peewee
 from playhouse.pool import PooledPostgresqlDatabase
 
-from server.models import database_proxy
+from aami.server.models import database_proxy
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.db import DatabaseUnavailable
+from aami.server.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
-from server.appkeys import HTTP_METRICS
-from server.errors import Handler
+from aami.server.appkeys import HTTP_METRICS
+from aami.server.errors import Handler
 
 LAG_PERIOD = 0.25
 

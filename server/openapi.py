@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.routing import AccessKind, Route
-from server.schemas import ERROR
+from aami.server.routing import AccessKind, Route
+from aami.server.schemas import ERROR
 
 _STATUS_TEXT = {200: "OK", 201: "Created", 202: "Accepted", 204: "No content",
                 304: "Not modified"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.tokens import Role
+from aami.server.tokens import Role
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
-from server.appkeys import AUTHENTICATOR
-from server.errors import Forbidden, PayloadTooLarge, Unauthorized, ValidationFailed
-from server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal, Principal
-from server.tokens import Role
-from server.validation import check_schema
+from aami.server.appkeys import AUTHENTICATOR
+from aami.server.errors import Forbidden, PayloadTooLarge, Unauthorized, ValidationFailed
+from aami.server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal, Principal
+from aami.server.tokens import Role
+from aami.server.validation import check_schema
 
 
 class AccessKind(Enum):

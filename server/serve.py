@@ -7,9 +7,9 @@ import ssl
 
 from aiohttp import web
 
-from server.app import create_app
-from server.config import ServerConfig
-from server.supervisor import announce_ready
+from aami.server.app import create_app
+from aami.server.config import ServerConfig
+from aami.server.supervisor import announce_ready
 
 log = logging.getLogger(__name__)
 

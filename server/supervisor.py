@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from server.config import ServerConfig
+from aami.server.config import ServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _die_with_parent() -> None:
 def child_command(argv: Sequence[str]) -> list[str]:
     """This program again, as one process of several on a shared port."""
     program = [sys.executable] if getattr(sys, "frozen", False) else [
-        sys.executable, "-m", "server.cli"]
+        sys.executable, "-m", "aami.server.cli"]
     return [*program, *argv, "--processes", "1", "--reuse-port"]
 
 

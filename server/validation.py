@@ -32,7 +32,7 @@ from typing import Any
 import fastjsonschema
 import jsonschema
 
-from server.errors import ValidationFailed
+from aami.server.errors import ValidationFailed
 
 # Keywords whose draft-7 meaning (fastjsonschema) equals their 2020-12 meaning
 # (jsonschema). A schema using any other keyword is checked by jsonschema alone.

@@ -5,8 +5,8 @@ No file, network or database access here (a test enforces it), so the agent, the
 server and the CLI all run the very same checks. Start reading at `trust.verify`.
 """
 
-from trust.envelope import Envelope, Signature, add_signature, pae, sign_envelope
-from trust.errors import (
+from aami.trust.envelope import Envelope, Signature, add_signature, pae, sign_envelope
+from aami.trust.errors import (
     API_ERRORS,
     REASONS,
     BadSignature,
@@ -30,17 +30,17 @@ from trust.errors import (
     Unsigned,
     WrongPayloadType,
 )
-from trust.keys import (
+from aami.trust.keys import (
     TrustedKey,
     generate_private_key_pem,
     key_id,
     load_trusted_key,
     public_key_pem,
 )
-from trust.schema import check_schema, schema_defaults, validate_params
-from trust.signed_script import FORMAT, SignedScript, sign_script
-from trust.statement import INTERPRETERS, PAYLOAD_TYPE, ScriptStatement, parse_version
-from trust.verify import VerifiedScript, VerifyLimits, verify_script
+from aami.trust.schema import check_schema, schema_defaults, validate_params
+from aami.trust.signed_script import FORMAT, SignedScript, sign_script
+from aami.trust.statement import INTERPRETERS, PAYLOAD_TYPE, ScriptStatement, parse_version
+from aami.trust.verify import VerifiedScript, VerifyLimits, verify_script
 
 __all__ = [
     "API_ERRORS",

@@ -22,8 +22,8 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-from trust.errors import MalformedEnvelope
-from trust.keys import key_id, load_private_key, public_key_pem
+from aami.trust.errors import MalformedEnvelope
+from aami.trust.keys import key_id, load_private_key, public_key_pem
 
 __all__ = ["Envelope", "Signature", "add_signature", "b64decode_strict", "pae", "sign_envelope"]
 

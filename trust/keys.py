@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from trust.errors import MalformedKey
+from aami.trust.errors import MalformedKey
 
 __all__ = [
     "MAX_PEM_BYTES",

@@ -38,7 +38,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trust.errors import MalformedStatement, ParamsInvalid
+from aami.trust.errors import MalformedStatement, ParamsInvalid
 
 __all__ = ["check_schema", "schema_defaults", "validate_params"]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from trust.envelope import Envelope, b64decode_strict, sign_envelope
-from trust.errors import EmptyContent, MalformedEnvelope
-from trust.statement import PAYLOAD_TYPE, ScriptStatement
+from aami.trust.envelope import Envelope, b64decode_strict, sign_envelope
+from aami.trust.errors import EmptyContent, MalformedEnvelope
+from aami.trust.statement import PAYLOAD_TYPE, ScriptStatement
 
 __all__ = ["FORMAT", "SignedScript", "sign_script"]
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from trust.errors import MalformedStatement
-from trust.schema import check_schema
+from aami.trust.errors import MalformedStatement
+from aami.trust.schema import check_schema
 
 __all__ = [
     "INTERPRETERS",

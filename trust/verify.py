@@ -59,8 +59,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
-from trust.envelope import Envelope, Signature, pae
-from trust.errors import (
+from aami.trust.envelope import Envelope, Signature, pae
+from aami.trust.errors import (
     BadSignature,
     ContentTooLarge,
     EmptyContent,
@@ -77,9 +77,9 @@ from trust.errors import (
     Unsigned,
     WrongPayloadType,
 )
-from trust.keys import TrustedKey, key_id, load_public_key
-from trust.schema import check_schema, schema_defaults, validate_params
-from trust.statement import PAYLOAD_TYPE, ScriptStatement, parse_version
+from aami.trust.keys import TrustedKey, key_id, load_public_key
+from aami.trust.schema import check_schema, schema_defaults, validate_params
+from aami.trust.statement import PAYLOAD_TYPE, ScriptStatement, parse_version
 
 __all__ = [
     "VerifiedScript",

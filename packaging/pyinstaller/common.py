@@ -8,8 +8,15 @@ tests/binaries: the agent binary must still register, verify and run a script.
 from __future__ import annotations
 
 import os
+import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "packaging"))
+from package_root import make_package_root  # noqa: E402
+
+# The analysis reads `aami.*` from a tree of symlinks to the component folders
+# (packaging/package_root.py), exactly as the package is installed.
+PACKAGE_ROOT = str(make_package_root())
 
 # Never needed by any of the three programs at run time.
 COMMON_EXCLUDES = [
@@ -24,7 +31,7 @@ COMMON_EXCLUDES = [
 # agent/metrics.py): the server's web and database stack stays out of its binary.
 AGENT_EXCLUDES = [
     *COMMON_EXCLUDES,
-    "server", "cli", "bundle",
+    "aami.server", "aami.cli", "aami.bundle",
     "aiohttp", "aiohttp_jinja2", "multidict", "yarl", "frozenlist", "aiosignal",
     "propcache", "aiohappyeyeballs", "async_timeout", "attr", "attrs",
     "peewee", "playhouse", "psycopg2", "jinja2", "markupsafe", "prometheus_client",
@@ -40,25 +47,25 @@ AGENT_EXCLUDES = [
 # The operator CLI talks to the server over urllib and builds bundles: no server stack.
 CLI_EXCLUDES = [
     *COMMON_EXCLUDES,
-    "server", "agent",
+    "aami.server", "aami.agent",
     "aiohttp", "aiohttp_jinja2", "multidict", "yarl", "frozenlist", "aiosignal",
     "propcache", "aiohappyeyeballs", "peewee", "playhouse", "psycopg2", "jinja2",
     "markupsafe", "prometheus_client", "jsonschema", "jsonschema_specifications",
     "referencing", "rpds", "fastjsonschema", "sqlite3", "_sqlite3",
 ]
 
-SERVER_EXCLUDES = [*COMMON_EXCLUDES, "agent", "cli", "bundle"]
+SERVER_EXCLUDES = [*COMMON_EXCLUDES, "aami.agent", "aami.cli", "aami.bundle"]
 
 
 def server_datas() -> list[tuple[str, str]]:
     """Templates, static files and SQL migrations, at the same package-relative places
     as in the source tree: importlib.resources and jinja2.PackageLoader find them there."""
     server = os.path.join(ROOT, "server")
-    datas = [(os.path.join(server, "templates"), "server/templates"),
-             (os.path.join(server, "static"), "server/static")]
+    datas = [(os.path.join(server, "templates"), "aami/server/templates"),
+             (os.path.join(server, "static"), "aami/server/static")]
     migrations = os.path.join(server, "migrations")
-    datas += [(os.path.join(migrations, name), "server/migrations")
+    datas += [(os.path.join(migrations, name), "aami/server/migrations")
               for name in sorted(os.listdir(migrations)) if name.endswith(".sql")]
     # Served at GET /install-agent.sh when no installed release holds a copy.
-    datas.append((os.path.join(ROOT, "packaging", "install-agent.sh"), "packaging"))
+    datas.append((os.path.join(ROOT, "packaging", "install-agent.sh"), "aami/packaging"))
     return datas

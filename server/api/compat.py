@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.appkeys import CONFIG, DATABASE
-from server.routing import LEGACY, Call, Route, json_reply
-from server.schemas import HOSTNAME
-from server.services import legacy_checks
+from aami.server.appkeys import CONFIG, DATABASE
+from aami.server.routing import LEGACY, Call, Route, json_reply
+from aami.server.schemas import HOSTNAME
+from aami.server.services import legacy_checks
 
 CHECK = {
     "type": "object",

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-import server
-from server.errors import NotFound
-from server.routing import PUBLIC, Call, Route
+from aami import server
+from aami.server.errors import NotFound
+from aami.server.routing import PUBLIC, Call, Route
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ DEFAULT_RELEASE_DIR = "/opt/aami/current"
 MANIFEST = "MANIFEST.sha256"
 MANIFEST_FILES = (MANIFEST, "MANIFEST.sha256.sig", "MANIFEST.dsse.json")
 INSTALLER = "install-agent.sh"
-# The copy shipped with the program: packaging/ in the source tree, and the same
-# place inside the PyInstaller binary (packaging/pyinstaller/common.py puts it there).
+# The copy shipped with the program: packaging/ beside the component folders in the
+# source tree, aami/packaging/ inside the PyInstaller binary (packaging/pyinstaller/common.py).
 BUILTIN_INSTALLER = Path(server.__file__).resolve().parent.parent / "packaging" / INSTALLER
 MAX_MANIFEST_BYTES = 1 << 20
 

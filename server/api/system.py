@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.appkeys import DATABASE, HTTP_METRICS, OPENAPI
-from server.routing import PUBLIC, Call, Route, json_reply
+from aami.server.appkeys import DATABASE, HTTP_METRICS, OPENAPI
+from aami.server.routing import PUBLIC, Call, Route, json_reply
 
 
 def _ping() -> None:
-    from server.models import database_proxy
+    from aami.server.models import database_proxy
 
     database_proxy.execute_sql("SELECT 1")
 

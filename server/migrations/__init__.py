@@ -19,7 +19,7 @@ from importlib import resources
 
 import peewee
 
-from server.db import is_postgres
+from aami.server.db import is_postgres
 
 log = logging.getLogger(__name__)
 

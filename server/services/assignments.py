@@ -24,11 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.models import ForceRun, ForceRunTarget, Group, Policy, Script, TargetGroup
-from server.resolution import PolicyRule, Scope, TargetContext, resolve
-from server.services import revision
-from server.services.agent_config import GroupInfo, Intervals, effective_intervals, group_names
-from trust.schema import schema_defaults
+from aami.server.models import ForceRun, ForceRunTarget, Group, Policy, Script, TargetGroup
+from aami.server.resolution import PolicyRule, Scope, TargetContext, resolve
+from aami.server.services import revision
+from aami.server.services.agent_config import GroupInfo, Intervals, effective_intervals, group_names
+from aami.trust.schema import schema_defaults
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from typing import Any
 
 import peewee
 
-from server.errors import NotFound, ValidationFailed
-from server.models import ScriptExecution, SecurityEvent, Target
-from server.timefmt import iso
+from aami.server.errors import NotFound, ValidationFailed
+from aami.server.models import ScriptExecution, SecurityEvent, Target
+from aami.server.timefmt import iso
 
 
 def encode_cursor(when: datetime, row_id: str) -> str:

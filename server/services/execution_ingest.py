@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from server.db import write_transaction
-from server.errors import ValidationFailed
-from server.models import Policy, ScriptExecution, utcnow
-from server.services import force_runs
-from server.timefmt import parse_iso
+from aami.server.db import write_transaction
+from aami.server.errors import ValidationFailed
+from aami.server.models import Policy, ScriptExecution, utcnow
+from aami.server.services import force_runs
+from aami.server.timefmt import parse_iso
 
 TRIGGERS = ("schedule", "once", "force")
 MARKER = "[aami-server: {} bytes truncated]\n"

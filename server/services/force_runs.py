@@ -20,9 +20,9 @@ from typing import Any
 
 import peewee
 
-from server.db import tuples, write_transaction
-from server.errors import NotFound, Unprocessable
-from server.models import (
+from aami.server.db import tuples, write_transaction
+from aami.server.errors import NotFound, Unprocessable
+from aami.server.models import (
     ForceRun,
     ForceRunTarget,
     Group,
@@ -32,10 +32,10 @@ from server.models import (
     TargetGroup,
     utcnow,
 )
-from server.resolution import PolicyRule, TargetContext, applies_to
-from server.services import jobs
-from server.services.assignments import rule_from_row
-from server.timefmt import iso
+from aami.server.resolution import PolicyRule, TargetContext, applies_to
+from aami.server.services import jobs
+from aami.server.services.assignments import rule_from_row
+from aami.server.timefmt import iso
 
 FAN_OUT_CHUNK = 500
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import peewee
 
-from server.db import tuples, write_transaction
-from server.errors import Conflict, NotFound
-from server.models import Group, TargetGroup, utcnow
-from server.services import revision
-from server.timefmt import iso
+from aami.server.db import tuples, write_transaction
+from aami.server.errors import Conflict, NotFound
+from aami.server.models import Group, TargetGroup, utcnow
+from aami.server.services import revision
+from aami.server.timefmt import iso
 
 
 def to_wire(group: Group, *, target_count: int | None = None) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from typing import Any
 
 from peewee import EXCLUDED, IntegrityError
 
-from server.db import is_postgres, write_transaction
-from server.models import AgentStatus, database_proxy
+from aami.server.db import is_postgres, write_transaction
+from aami.server.models import AgentStatus, database_proxy
 
 CHUNK = 1000
 

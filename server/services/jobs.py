@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.errors import NotFound
-from server.models import Job, utcnow
-from server.timefmt import iso
+from aami.server.errors import NotFound
+from aami.server.models import Job, utcnow
+from aami.server.timefmt import iso
 
 KINDS = ("force_run", "retention", "import")
 STATUSES = ("queued", "running", "done", "failed")

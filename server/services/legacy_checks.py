@@ -12,11 +12,11 @@ import base64
 import json
 from typing import Any
 
-from server.errors import Forbidden, NotFound
-from server.models import Target
-from server.principal import AgentPrincipal, Principal
-from server.services import assignments
-from trust.statement import ScriptStatement
+from aami.server.errors import Forbidden, NotFound
+from aami.server.models import Target
+from aami.server.principal import AgentPrincipal, Principal
+from aami.server.services import assignments
+from aami.trust.statement import ScriptStatement
 
 # What the old runner called the script's type, by the signed interpreter.
 SCRIPT_TYPES = {"bash": "shell", "sh": "shell", "python3": "python", "perl": "perl"}

@@ -17,14 +17,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from server.db import write_transaction
-from server.errors import Conflict, NotFound, Unprocessable, ValidationFailed
-from server.models import Group, Policy, Target, utcnow
-from server.services import revision, scripts
-from server.timefmt import iso
-from trust.errors import ParamsInvalid
-from trust.schema import schema_defaults, validate_params
-from units import parse_duration
+from aami.server.db import write_transaction
+from aami.server.errors import Conflict, NotFound, Unprocessable, ValidationFailed
+from aami.server.models import Group, Policy, Target, utcnow
+from aami.server.services import revision, scripts
+from aami.server.timefmt import iso
+from aami.trust.errors import ParamsInvalid
+from aami.trust.schema import schema_defaults, validate_params
+from aami.units import parse_duration
 
 MIN_INTERVAL_SECONDS = 1
 MAX_SECONDS = 31_536_000

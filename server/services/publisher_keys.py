@@ -13,13 +13,13 @@ from typing import Any
 
 import peewee
 
-from server.db import write_transaction
-from server.errors import Conflict, NotFound, Unprocessable
-from server.models import PublisherKey, utcnow
-from server.services import revision
-from server.timefmt import iso
-from trust.errors import MalformedKey
-from trust.keys import TrustedKey, load_trusted_key
+from aami.server.db import write_transaction
+from aami.server.errors import Conflict, NotFound, Unprocessable
+from aami.server.models import PublisherKey, utcnow
+from aami.server.services import revision
+from aami.server.timefmt import iso
+from aami.trust.errors import MalformedKey
+from aami.trust.keys import TrustedKey, load_trusted_key
 
 
 def to_wire(row: PublisherKey) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from typing import Any
 
 from peewee import IntegrityError
 
-from server.db import is_postgres, write_transaction
-from server.errors import Conflict, InvalidToken
-from server.models import (
+from aami.server.db import is_postgres, write_transaction
+from aami.server.errors import Conflict, InvalidToken
+from aami.server.models import (
     AgentStatus,
     AgentToken,
     BootstrapToken,
@@ -30,8 +30,8 @@ from server.models import (
     database_proxy,
     utcnow,
 )
-from server.services import revision
-from server.tokens import TokenKind, new_token
+from aami.server.services import revision
+from aami.server.tokens import TokenKind, new_token
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from server.db import tuples, write_transaction
-from server.models import ScriptExecution, utcnow
+from aami.server.db import tuples, write_transaction
+from aami.server.models import ScriptExecution, utcnow
 
 BATCH = 1000
 

@@ -10,7 +10,7 @@ moves. One watcher query per second reads both (`server.caches`).
 
 from __future__ import annotations
 
-from server.models import ConfigRevision, utcnow
+from aami.server.models import ConfigRevision, utcnow
 
 CONFIG = 1
 CREDENTIALS = 2

@@ -17,15 +17,15 @@ from typing import Any
 
 import peewee
 
-from server.db import write_transaction
-from server.errors import ApiError, Conflict, NotFound
-from server.models import PublisherKey, Script
-from server.services import publisher_keys, revision
-from server.timefmt import iso
-from trust.errors import API_ERRORS, TrustError
-from trust.signed_script import SignedScript
-from trust.statement import ScriptStatement, parse_version
-from trust.verify import verify_script
+from aami.server.db import write_transaction
+from aami.server.errors import ApiError, Conflict, NotFound
+from aami.server.models import PublisherKey, Script
+from aami.server.services import publisher_keys, revision
+from aami.server.timefmt import iso
+from aami.trust.errors import API_ERRORS, TrustError
+from aami.trust.signed_script import SignedScript
+from aami.trust.statement import ScriptStatement, parse_version
+from aami.trust.verify import verify_script
 
 # Every column but the content, for listings (content can be up to 1 MiB per row).
 _SUMMARY_FIELDS = [f for f in Script._meta.sorted_fields if f.name != "content"]

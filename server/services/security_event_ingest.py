@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from server.db import write_transaction
-from server.models import Policy, SecurityEvent, utcnow
-from server.services.execution_ingest import IngestResult, parse_time, truncate_tail
+from aami.server.db import write_transaction
+from aami.server.models import Policy, SecurityEvent, utcnow
+from aami.server.services.execution_ingest import IngestResult, parse_time, truncate_tail
 
 MAX_MESSAGE_BYTES = 4096
 

@@ -14,18 +14,18 @@ from typing import Any
 
 import peewee
 
-from server.db import tuples, write_transaction
-from server.errors import Conflict, NotFound
-from server.models import (
+from aami.server.db import tuples, write_transaction
+from aami.server.errors import Conflict, NotFound
+from aami.server.models import (
     AgentStatus,
     Group,
     Target,
     TargetGroup,
     utcnow,
 )
-from server.services import groups as group_service
-from server.services import revision
-from server.timefmt import iso
+from aami.server.services import groups as group_service
+from aami.server.services import revision
+from aami.server.timefmt import iso
 
 STATUSES = ("online", "stale", "offline", "never")
 ONLINE_FACTOR = 2  # heartbeats missed before a target is no longer "online"

@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from server.db import write_transaction
-from server.errors import NotFound
-from server.models import ApiToken, BootstrapToken, Group
-from server.services import groups, revision
-from server.timefmt import iso
-from server.tokens import Role, TokenKind, new_token
+from aami.server.db import write_transaction
+from aami.server.errors import NotFound
+from aami.server.models import ApiToken, BootstrapToken, Group
+from aami.server.services import groups, revision
+from aami.server.timefmt import iso
+from aami.server.tokens import Role, TokenKind, new_token
 
 
 def api_token_to_wire(row: ApiToken) -> dict[str, Any]:

@@ -7,10 +7,10 @@ security headers; see `middleware.py`). `docs/web-ui.md` describes the pages.
 
 from __future__ import annotations
 
-from server.routing import Route
-from server.web.middleware import ui_middleware
-from server.web.render import setup_templates
-from server.web.views import auth, catalog, dashboard, fleet, force_runs, policies, targets
+from aami.server.routing import Route
+from aami.server.web.middleware import ui_middleware
+from aami.server.web.render import setup_templates
+from aami.server.web.views import auth, catalog, dashboard, fleet, force_runs, policies, targets
 
 ROUTES: list[Route] = [*auth.ROUTES, *dashboard.ROUTES, *targets.ROUTES, *catalog.ROUTES,
                        *policies.ROUTES, *fleet.ROUTES, *force_runs.ROUTES]

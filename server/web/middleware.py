@@ -20,12 +20,12 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from server.appkeys import DATABASE
-from server.db import DatabaseUnavailable
-from server.errors import ApiError, Forbidden
-from server.tokens import Role
-from server.web import sessions
-from server.web.render import USER_KEY, render
+from aami.server.appkeys import DATABASE
+from aami.server.db import DatabaseUnavailable
+from aami.server.errors import ApiError, Forbidden
+from aami.server.tokens import Role
+from aami.server.web import sessions
+from aami.server.web.render import USER_KEY, render
 
 log = logging.getLogger(__name__)
 

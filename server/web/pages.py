@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from server.routing import PUBLIC, Call, Route
+from aami.server.routing import PUBLIC, Call, Route
 
 PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

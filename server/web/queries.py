@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.db import is_postgres
-from server.models import Policy, database_proxy
-from server.web.charts import Bucket
+from aami.server.db import is_postgres
+from aami.server.models import Policy, database_proxy
+from aami.server.web.charts import Bucket
 
 # peewee's implicit primary keys are invisible to the type checker.
 POLICY_ID: Any = Policy._meta.primary_key
@@ -95,7 +95,7 @@ def policies_for_target(target_id: int) -> list[dict[str, Any]]:
     """Enabled policies that apply to a target (global, its groups', its own): the
     choices of its force-run form. Which one wins per script is the resolver's job;
     a force-run may name any policy that applies."""
-    from server.models import TargetGroup
+    from aami.server.models import TargetGroup
 
     group_ids = TargetGroup.select(TargetGroup.group).where(TargetGroup.target == target_id)
     rows: Any = (Policy.select(POLICY_ID, Policy.name, Policy.script_name, Policy.scope)
@@ -118,7 +118,7 @@ def policies_for_group(group_id: int) -> list[dict[str, Any]]:
 
 
 def script_names() -> list[str]:
-    from server.models import Script
+    from aami.server.models import Script
 
     rows: Any = Script.select(Script.name).distinct().order_by(Script.name).tuples()
     return [r[0] for r in rows]

@@ -18,10 +18,10 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from server import __version__
-from server.models import utcnow
-from server.timefmt import iso, parse_iso
-from server.web.sessions import UiUser
+from aami.server import __version__
+from aami.server.models import utcnow
+from aami.server.timefmt import iso, parse_iso
+from aami.server.web.sessions import UiUser
 
 USER_KEY = "aami_ui_user"  # request[USER_KEY]: the UiUser, set by the session middleware
 
@@ -95,7 +95,7 @@ def setup_templates(app: web.Application) -> None:
     }
     aiohttp_jinja2.setup(
         app,
-        loader=jinja2.PackageLoader("server", "templates"),
+        loader=jinja2.PackageLoader("aami.server", "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,

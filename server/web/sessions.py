@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 
 import peewee
 
-from server.models import ApiToken, BaseModel, utcnow
-from server.tokens import Role, TokenKind, hash_token, kind_of
+from aami.server.models import ApiToken, BaseModel, utcnow
+from aami.server.tokens import Role, TokenKind, hash_token, kind_of
 
 COOKIE = "aami_session"
 LOGIN_CSRF_COOKIE = "aami_login_csrf"

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from agent.client import InvalidToken, NotFound, PayloadTooLarge, ServerUnavailable
-from agent.config import AgentConfig, AgentSettings, Limits, MetricsSettings, TrustSettings
-from agent.wire import Ack, AssignmentSet, Intervals, Registration, RemoteConfig
-from trust.keys import generate_private_key_pem, public_key_pem
-from trust.signed_script import SignedScript, sign_script
+from aami.agent.client import InvalidToken, NotFound, PayloadTooLarge, ServerUnavailable
+from aami.agent.config import AgentConfig, AgentSettings, Limits, MetricsSettings, TrustSettings
+from aami.agent.wire import Ack, AssignmentSet, Intervals, Registration, RemoteConfig
+from aami.trust.keys import generate_private_key_pem, public_key_pem
+from aami.trust.signed_script import SignedScript, sign_script
 
 
 @dataclass

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, config_keys, load_config
+from aami.agent.config import ConfigError, config_keys, load_config
 
-AGENT = [sys.executable, "-m", "agent.cli"]
+AGENT = [sys.executable, "-m", "aami.agent.cli"]
 
 FULL = """
 server:   {url: "https://config:8080", ca_file: /etc/aami/ca.pem, timeout: 10s}

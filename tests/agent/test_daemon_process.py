@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "aami.agent.cli", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=ROOT)
 
 
@@ -43,7 +43,7 @@ def running_agent(tmp_path: Path):
         f"metrics: {{listen: '127.0.0.1:{port}', textfile_dir: null}}\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "run", "--config", str(config), "--token", TOKEN],
+        [sys.executable, "-m", "aami.agent.cli", "run", "--config", str(config), "--token", TOKEN],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     sock = tmp_path / "state" / "control.sock"

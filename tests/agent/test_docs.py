@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import config_keys
-from agent.executor import ExecutionRequest, build_env, execute
-from agent.metrics import parse_script_metrics
+from aami.agent.config import config_keys
+from aami.agent.executor import ExecutionRequest, build_env, execute
+from aami.agent.metrics import parse_script_metrics
 
 DOCS = Path(__file__).parents[2] / "docs"
 EXAMPLE = re.compile(r"```(\S+) example=(\S+) params=(\{.*?\})\n(.*?)```", re.S)

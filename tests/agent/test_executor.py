@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.executor import (
+from aami.agent.executor import (
     ExecutionRefused,
     ExecutionRequest,
     TailBuffer,

@@ -7,9 +7,9 @@ import asyncio
 import json
 from pathlib import Path
 
-from agent.daemon import Agent
-from agent.reporter import Reporter
-from agent.spool import Spool
+from aami.agent.daemon import Agent
+from aami.agent.reporter import Reporter
+from aami.agent.spool import Spool
 from tests.agent.conftest import InMemoryServer, Publisher, make_config
 
 METRICS_SCRIPT = b"""echo '{"metrics": [{"name": "disk_used_percent", "value": 42.5,
@@ -137,7 +137,7 @@ def test_secrets_are_masked_in_reported_output(
 ) -> None:
     from dataclasses import replace
 
-    from agent.config import LoggingSettings
+    from aami.agent.config import LoggingSettings
 
     server.publish(publisher.sign(b"echo bootstrap-secret-123 password=hunter2\n"))
     config = replace(make_config(tmp_path, publisher.keys_dir),
@@ -166,7 +166,7 @@ def test_reporter_splits_batches_on_413_and_is_idempotent(tmp_path: Path) -> Non
 def test_single_record_too_large_is_shortened(tmp_path: Path) -> None:
     class Picky(InMemoryServer):
         async def post_executions(self, records):  # type: ignore[no-untyped-def]
-            from agent.client import PayloadTooLarge
+            from aami.agent.client import PayloadTooLarge
 
             if any(len(r["stdout"]) > 5000 for r in records):
                 raise PayloadTooLarge(413, "PAYLOAD_TOO_LARGE", "too big")
@@ -183,7 +183,7 @@ def test_single_record_too_large_is_shortened(tmp_path: Path) -> None:
 
 
 def test_record_the_server_rejects_is_set_aside_not_blocking(tmp_path: Path) -> None:
-    from agent.client import ServerRefused
+    from aami.agent.client import ServerRefused
 
     class Strict(InMemoryServer):
         async def post_executions(self, records):  # type: ignore[no-untyped-def]
@@ -211,7 +211,7 @@ def test_concurrent_callers_register_once(tmp_path: Path, publisher: Publisher) 
         async def register(self, bootstrap_token, hostname, agent_version, system_info):  # type: ignore[no-untyped-def]
             await asyncio.sleep(0.05)  # a real round trip
             if self.registrations:
-                from agent.client import InvalidToken
+                from aami.agent.client import InvalidToken
 
                 raise InvalidToken(401, "INVALID_TOKEN", "bootstrap token used up")
             return await super().register(bootstrap_token, hostname, agent_version, system_info)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from agent.logging_setup import Masker, MaskingFormatter
+from aami.agent.logging_setup import Masker, MaskingFormatter
 
 
 def record(msg: str, *args: object) -> logging.LogRecord:

@@ -6,7 +6,7 @@ import asyncio
 import urllib.request
 from pathlib import Path
 
-from agent.metrics import (
+from aami.agent.metrics import (
     AgentMetrics,
     Sample,
     parse_script_metrics,

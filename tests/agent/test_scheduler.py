@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.scheduler import (
+from aami.agent.scheduler import (
     ScheduleMemory,
     decide,
     interval_due,
@@ -10,7 +10,7 @@ from agent.scheduler import (
     once_key,
     seconds_until_next,
 )
-from agent.wire import Assignment, ScriptRef
+from aami.agent.wire import Assignment, ScriptRef
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64

@@ -12,10 +12,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from agent.atomicfile import atomic_write
-from agent.reporter import Reporter
-from agent.spool import INTERRUPTED_MESSAGE, ExecutionSpool, Spool
-from agent.state import AgentState, StateStore
+from aami.agent.atomicfile import atomic_write
+from aami.agent.reporter import Reporter
+from aami.agent.spool import INTERRUPTED_MESSAGE, ExecutionSpool, Spool
+from aami.agent.state import AgentState, StateStore
 from tests.agent.conftest import InMemoryServer
 
 ROOT = Path(__file__).parents[2]
@@ -83,8 +83,8 @@ def test_unreadable_spool_record_is_set_aside(tmp_path: Path) -> None:
 CRASHING_RUN = textwrap.dedent(
     """
     import asyncio, sys
-    from agent.executor import ExecutionRequest, execute, utc_now
-    from agent.spool import ExecutionSpool
+    from aami.agent.executor import ExecutionRequest, execute, utc_now
+    from aami.agent.spool import ExecutionSpool
 
     spool = ExecutionSpool(sys.argv[1], max_records=100)
     skeleton = {"id": "6f1c1d52-0d7e-4d47-9a57-1f6f0b8d0001", "policy_id": 4,

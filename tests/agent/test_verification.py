@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from agent.daemon import Agent
-from agent.state import StateStore
+from aami.agent.daemon import Agent
+from aami.agent.state import StateStore
+from aami.trust.keys import generate_private_key_pem
+from aami.trust.signed_script import sign_script
 from tests.agent.conftest import InMemoryServer, Publisher, make_config
-from trust.keys import generate_private_key_pem
-from trust.signed_script import sign_script
 
 
 def marker_script(tmp_path: Path) -> bytes:

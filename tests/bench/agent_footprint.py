@@ -132,7 +132,7 @@ def measure(label: str, argv: list[str], state_dir: Path, seconds: float) -> Fig
 
 
 def _answers(sock: Path) -> bool:
-    from agent.control import ControlUnavailable, send_command
+    from aami.agent.control import ControlUnavailable, send_command
 
     try:
         return bool(send_command(sock, "status", timeout=5).get("ok"))

@@ -20,10 +20,10 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-from server.db import Database
-from server.migrations import migrate
-from server.models import ScriptExecution, Target, database_proxy
-from server.services import execution_history
+from aami.server.db import Database
+from aami.server.migrations import migrate
+from aami.server.models import ScriptExecution, Target, database_proxy
+from aami.server.services import execution_history
 
 START = datetime(2025, 1, 1)
 TARGETS = 1000

@@ -48,11 +48,11 @@ from typing import Any
 
 import aiohttp
 
+from aami.units import parse_duration
 from tests.bench.procstats import ProcSample, postgres_cpu_seconds, sample
 from tests.conftest import fresh_database
 from tests.harness import ServerProcess, child_pids, listening_sockets, socket_inodes
 from tests.server.test_agent_fixtures import create_policy, publish_script
-from units import parse_duration
 
 
 @dataclass

@@ -152,11 +152,12 @@ def test_the_agent_binary_leaves_out_the_server_stack(binaries: Binaries) -> Non
     """packaging/pyinstaller/common.py's AGENT_EXCLUDES: every node carries and unpacks
     the agent binary at each start, so what the agent never imports stays out."""
     agent = archive_modules(binaries.agent)
-    assert {"agent.executor", "agent.cli", "trust.verify", "yaml"} <= agent
+    assert {"aami.agent.executor", "aami.agent.cli", "aami.trust.verify", "yaml"} <= agent
     unwanted = ("server", "aiohttp", "peewee", "jinja2", "psycopg2", "prometheus_client",
                 "jsonschema", "fastjsonschema", "cli", "bundle")
-    leaked = sorted(m for m in agent if m.split(".")[0].split("/")[0] in unwanted)
+    leaked = sorted(m for m in agent if m.removeprefix("aami.").removeprefix("aami/")
+                    .split(".")[0].split("/")[0] in unwanted)
     assert leaked == []
     server = archive_modules(binaries.server)
-    assert {"server.app", "aiohttp", "peewee", "psycopg2", "server/migrations/"
-            "0001_initial.sqlite.sql", "server/templates/base.html"} <= server
+    assert {"aami.server.app", "aiohttp", "peewee", "psycopg2", "aami/server/migrations/"
+            "0001_initial.sqlite.sql", "aami/server/templates/base.html"} <= server

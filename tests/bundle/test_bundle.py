@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bundle.archive import extract, verify_archive, write_bundle
-from bundle.build import BuildInputs, collect
-from bundle.manifest import BundleRefused
-from trust.keys import generate_private_key_pem, public_key_pem
+from aami.bundle.archive import extract, verify_archive, write_bundle
+from aami.bundle.build import BuildInputs, collect
+from aami.bundle.manifest import BundleRefused
+from aami.trust.keys import generate_private_key_pem, public_key_pem
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,7 +166,7 @@ def test_extract_rechecks_hashes(built: Path, release: tuple[bytes, bytes, Path]
 
 
 def test_failed_build_leaves_no_file(tmp_path: Path, release: tuple[bytes, bytes, Path]) -> None:
-    from bundle.build import BuildError
+    from aami.bundle.build import BuildError
 
     with pytest.raises(BuildError, match="make binaries"):
         collect(BuildInputs(project_root=ROOT, dist_dir=tmp_path / "nothing"))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-import trust
-from cli.policy import parse_policy_file
+from aami import trust
+from aami.cli.policy import parse_policy_file
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "signing-scripts.md"
 _BLOCK = re.compile(r"<!-- (file|run): ([\w.-]+) -->\n```\w*\n(.*?)```", re.S)
@@ -80,7 +80,7 @@ def test_commands_in_the_security_doc_exist() -> None:
     """Every `aami ...` command quoted in docs/security.md parses with the real parser."""
     import shlex
 
-    from cli.main import build_parser
+    from aami.cli.main import build_parser
 
     quoted = re.findall(r"`(aami [^`]+)`", SECURITY_DOC.read_text())
     commands = [c for c in quoted if len(c.split()) > 3]  # not mere mentions like `aami x y`

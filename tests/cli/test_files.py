@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.errors import UsageError
-from cli.files import read_json_or_yaml, write_atomic
+from aami.cli.errors import UsageError
+from aami.cli.files import read_json_or_yaml, write_atomic
 
 
 def test_new_file_gets_the_mode_even_under_a_loose_umask(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import trust
+from aami import trust
 from tests.cli.conftest import SCRIPT, Workspace, aami
 
 

@@ -27,7 +27,7 @@ class ReleaseKey:
 
     @property
     def key_id(self) -> str:
-        from trust.keys import key_id
+        from aami.trust.keys import key_id
 
         return key_id(self.public.read_bytes())
 
@@ -73,7 +73,7 @@ def write_payload(root: Path, version: str, keys_dir: str = "trusted-keys") -> N
 
 def sign_bundle(root: Path, key: ReleaseKey, *, indent: int | None = None) -> None:
     """MANIFEST.sha256 (real sha256sum), its raw signature and the DSSE envelope."""
-    from trust.envelope import sign_envelope
+    from aami.trust.envelope import sign_envelope
 
     files = sorted(
         str(p.relative_to(root)) for p in root.rglob("*")

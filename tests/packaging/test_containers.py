@@ -124,7 +124,7 @@ def test_cmd_flags_are_accepted_by_the_program(image: str) -> None:
 
 
 def test_agent_image_config_loads_with_the_agent() -> None:
-    from agent.config import load_config
+    from aami.agent.config import load_config
 
     stage = final_stage("agent")
     assert any(i.args.split() == ["containers/agent.yaml", "/etc/aami/agent.yaml"]
@@ -202,7 +202,7 @@ def test_compose_wiring_is_consistent() -> None:
     assert (url.username, url.password, url.path) == (
         pg_env["POSTGRES_USER"], pg_env["POSTGRES_PASSWORD"], "/" + pg_env["POSTGRES_DB"]
     )
-    from server.config import validate_database_url
+    from aami.server.config import validate_database_url
 
     validate_database_url(url.geturl())
     # The agent reaches the server by service name on the port the image listens on.

@@ -102,7 +102,7 @@ def test_first_install_into_destdir(tmp_path: Path, key: ReleaseKey, destdir: Pa
 def test_default_server_config_loads_with_the_server(
     tmp_path: Path, key: ReleaseKey, destdir: Path
 ) -> None:
-    from server.config import load_config
+    from aami.server.config import load_config
 
     bundle = build_bundle(tmp_path / "b1", "0.1.0", key)
     assert run_install(destdir, "--bundle", str(bundle), "--key", str(key.public)).returncode == 0
@@ -251,7 +251,7 @@ def test_smuggled_files_and_paths_are_refused(
 
 def resign_manifest_only(bundle: Path, key: ReleaseKey) -> None:
     """Sign an edited manifest as a compromised builder would (validly)."""
-    from trust.envelope import sign_envelope
+    from aami.trust.envelope import sign_envelope
 
     manifest = (bundle / "MANIFEST.sha256").read_bytes()
     openssl_sign(key, bundle / "MANIFEST.sha256", bundle / "MANIFEST.sha256.sig")

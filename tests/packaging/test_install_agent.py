@@ -139,7 +139,7 @@ def make_tls(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
 def test_documented_pipe_install_over_pinned_tls(
     tmp_path: Path, bundle: Path, key: ReleaseKey, destdir: Path
 ) -> None:
-    from agent.config import load_config
+    from aami.agent.config import load_config
 
     ca, context = make_tls(tmp_path)
     srv = ReleaseServer(bundle, context)

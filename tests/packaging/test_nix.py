@@ -174,7 +174,7 @@ def rendered_etc(nix: NixRun, flake: Path) -> dict[str, str]:
 
 
 def test_rendered_agent_yaml_loads_with_the_agent(nix: NixRun, flake: Path, tmp_path: Path) -> None:
-    from agent.config import load_config
+    from aami.agent.config import load_config
 
     etc = rendered_etc(nix, flake)
     path = tmp_path / "agent.yaml"
@@ -191,7 +191,7 @@ def test_rendered_agent_yaml_loads_with_the_agent(nix: NixRun, flake: Path, tmp_
 def test_rendered_server_yaml_loads_with_the_server(
     nix: NixRun, flake: Path, tmp_path: Path
 ) -> None:
-    from server.config import load_config
+    from aami.server.config import load_config
 
     path = tmp_path / "server.yaml"
     path.write_text(nix.read_store_file(rendered_etc(nix, flake)["aami/server.yaml"]))
@@ -204,7 +204,7 @@ def test_rendered_server_yaml_loads_with_the_server(
 
 
 def test_agent_options_mirror_every_agent_config_key(nix: NixRun, flake: Path) -> None:
-    from agent.config import config_keys
+    from aami.agent.config import config_keys
 
     options = nix.eval_json(
         flake, ".#nixosConfigurations.example.options.services.aami-agent.settings",

@@ -13,11 +13,11 @@ from typing import Any
 import peewee
 from playhouse.pool import PooledPostgresqlDatabase
 
-from server.db import open_database
-from server.models import AgentStatus, AgentToken, Target, database_proxy
-from server.tokens import TokenKind, new_token
+from aami.server.db import open_database
+from aami.server.models import AgentStatus, AgentToken, Target, database_proxy
+from aami.server.tokens import TokenKind, new_token
+from aami.trust import generate_private_key_pem, public_key_pem, sign_script
 from tests.harness import ServerProcess
-from trust import generate_private_key_pem, public_key_pem, sign_script
 
 
 @contextmanager
@@ -80,7 +80,7 @@ def seed_executions(count: int, target_ids: list[int], *, start: datetime,
                     policy_id: int | None = None, batch: int = 5000) -> list[str]:
     """Insert `count` executions (one a second from `start`, targets round-robin, every
     third one failed) through the models' database; returns their ids in insert order."""
-    from server.models import ScriptExecution
+    from aami.server.models import ScriptExecution
 
     ids: list[str] = []
     rows = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from server.models import AgentStatus
+from aami.server.models import AgentStatus
 from tests.harness import ServerProcess
 from tests.server.test_agent_fixtures import (
     agent,

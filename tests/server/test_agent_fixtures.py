@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from server.db import open_database
-from server.models import (
+from aami.server.db import open_database
+from aami.server.models import (
     Group,
     Policy,
     PublisherKey,
@@ -25,9 +25,9 @@ from server.models import (
     TargetGroup,
     database_proxy,
 )
-from server.services import revision
+from aami.server.services import revision
+from aami.trust import generate_private_key_pem, key_id, parse_version, public_key_pem, sign_script
 from tests.harness import Reply, ServerProcess, http
-from trust import generate_private_key_pem, key_id, parse_version, public_key_pem, sign_script
 
 KEY_PEM = generate_private_key_pem()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from server.models import ForceRunTarget, ScriptExecution, SecurityEvent
+from aami.server.models import ForceRunTarget, ScriptExecution, SecurityEvent
 from tests.conftest import fresh_database
 from tests.harness import ServerProcess, http
 from tests.server.test_agent_fixtures import (

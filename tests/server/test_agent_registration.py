@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from server.models import AgentStatus, BootstrapToken, Target, TargetGroup
+from aami.server.models import AgentStatus, BootstrapToken, Target, TargetGroup
 from tests.harness import ServerProcess, http
 from tests.server.test_agent_fixtures import agent, create_group, direct_db, register
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.models import AgentStatus, ScriptExecution, SecurityEvent
+from aami.server.models import AgentStatus, ScriptExecution, SecurityEvent
 from tests.conftest import fresh_database
 from tests.harness import ServerProcess
 from tests.server.test_agent_fixtures import (

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from server.api.agent.routes import _etag_matches
-from server.db import open_database
-from server.migrations import migrate
-from server.models import AgentStatus, ScriptExecution, Target, database_proxy
-from server.services.agent_config import GroupInfo, effective_intervals, group_names
-from server.services.execution_ingest import MARKER, prepare, store, truncate_tail
+from aami.server.api.agent.routes import _etag_matches
+from aami.server.db import open_database
+from aami.server.migrations import migrate
+from aami.server.models import AgentStatus, ScriptExecution, Target, database_proxy
+from aami.server.services.agent_config import GroupInfo, effective_intervals, group_names
+from aami.server.services.execution_ingest import MARKER, prepare, store, truncate_tail
 
 
 def test_each_interval_comes_from_the_highest_priority_group_that_sets_it() -> None:

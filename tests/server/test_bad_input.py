@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from server.app import all_routes
-from server.routing import AccessKind, Route
+from aami.server.app import all_routes
+from aami.server.routing import AccessKind, Route
 from tests.harness import ServerProcess
 
 BODY_ROUTES = [r for r in all_routes()

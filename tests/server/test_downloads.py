@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from server.api.downloads import RELEASE_DIR_ENV, is_safe_path, listed_paths, servable
+from aami.server.api.downloads import RELEASE_DIR_ENV, is_safe_path, listed_paths, servable
 from tests.harness import ServerProcess, http
 from tests.packaging.bundlekit import ReleaseKey, build_bundle, make_release_key, sign_bundle
 from tests.packaging.tools import REPO, require_tool

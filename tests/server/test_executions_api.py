@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from server.db import Database
-from server.migrations import migrate
-from server.models import SecurityEvent, Target, database_proxy
-from server.services import execution_history
+from aami.server.db import Database
+from aami.server.migrations import migrate
+from aami.server.models import SecurityEvent, Target, database_proxy
+from aami.server.services import execution_history
 from tests.harness import ServerProcess
 from tests.server.helpers import direct_db, seed_executions, unique
 
@@ -126,7 +126,7 @@ def _timed(cursor: str | None) -> float:
 
 
 def _plan(cursor: str) -> str:
-    from server.models import ScriptExecution as Ex
+    from aami.server.models import ScriptExecution as Ex
 
     query = (Ex.select().order_by(Ex.started_at.desc(), Ex.id.desc())
              .where(execution_history._before(Ex.started_at, Ex.id, cursor)).limit(50))

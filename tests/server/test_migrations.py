@@ -6,9 +6,9 @@ import sys
 
 import peewee
 
-from server.db import Database
-from server.migrations import applied_versions, available_migrations, migrate
-from server.models import ALL_MODELS
+from aami.server.db import Database
+from aami.server.migrations import applied_versions, available_migrations, migrate
+from aami.server.models import ALL_MODELS
 
 
 def _columns(db: peewee.Database, table: str) -> set[str]:

@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
-from server.app import all_routes, create_app
-from server.config import ServerConfig
+from aami.server.app import all_routes, create_app
+from aami.server.config import ServerConfig
 from tests.harness import ServerProcess
 
 METHODS = {"get", "post", "put", "patch", "delete"}

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from server.errors import ValidationFailed
-from server.services.policies import normalise
+from aami.server.errors import ValidationFailed
+from aami.server.services.policies import normalise
 from tests.harness import ServerProcess
 from tests.server.helpers import Publisher, unique
 

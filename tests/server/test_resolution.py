@@ -1,6 +1,6 @@
 """Scope resolution, case by case (pure function, no I/O)."""
 
-from server.resolution import PolicyRule, Scope, TargetContext, resolve
+from aami.server.resolution import PolicyRule, Scope, TargetContext, resolve
 
 TARGET = TargetContext(target_id=7, group_priorities={1: 10, 2: 50})
 

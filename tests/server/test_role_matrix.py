@@ -12,9 +12,9 @@ import re
 
 import pytest
 
-from server.app import all_routes
-from server.routing import AccessKind, Route
-from server.tokens import Role
+from aami.server.app import all_routes
+from aami.server.routing import AccessKind, Route
+from aami.server.tokens import Role
 from tests.harness import ServerProcess
 from tests.server.helpers import make_agent_token
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from server.models import ApiToken
-from server.tokens import TokenKind, new_token
+from aami.server.models import ApiToken
+from aami.server.tokens import TokenKind, new_token
 from tests.harness import BIN, ServerProcess
 from tests.server.helpers import Publisher, direct_db
 

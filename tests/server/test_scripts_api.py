@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from aami.trust import sign_envelope
 from tests.harness import ServerProcess
 from tests.server.helpers import Publisher, unique
-from trust import sign_envelope
 
 
 def _payload(doc: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from server.models import ApiToken, BootstrapToken
-from server.tokens import hash_token
+from aami.server.models import ApiToken, BootstrapToken
+from aami.server.tokens import hash_token
 from tests.harness import ServerProcess
 from tests.server.helpers import direct_db, unique
 

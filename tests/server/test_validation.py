@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.app import all_routes
-from server.errors import ValidationFailed
-from server.validation import (
+from aami.server.app import all_routes
+from aami.server.errors import ValidationFailed
+from aami.server.validation import (
     SAME_IN_BOTH_DRAFTS,
     ReferenceValidator,
     check_schema,
@@ -181,7 +181,7 @@ def test_fast_validator_is_never_looser(name: str, schema: Mapping[str, Any],
 
 
 def test_the_error_names_the_field_as_before() -> None:
-    from server.api.agent.schemas import HEARTBEAT_BODY
+    from aami.server.api.agent.schemas import HEARTBEAT_BODY
 
     with pytest.raises(ValidationFailed) as caught:
         check_schema({"agent_version": "1", "uptime_seconds": -1}, HEARTBEAT_BODY, "body")
@@ -195,7 +195,7 @@ def test_the_error_names_the_field_as_before() -> None:
 @pytest.mark.parametrize("value", ["web01\n", "web01\n\n", "\nweb01"])
 def test_a_pattern_dollar_is_the_end_of_the_string(value: str) -> None:
     # Python's `$` also matches before a final newline; JSON Schema's does not.
-    from server.schemas import HOSTNAME
+    from aami.server.schemas import HOSTNAME
 
     with pytest.raises(ValidationFailed, match=r"body\.hostname"):
         check_schema(value, HOSTNAME, "body.hostname")

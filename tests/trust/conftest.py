@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-import trust
+from aami import trust
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 CONTENT = b"#!/bin/bash\ndf -h / | tail -n 1\n"

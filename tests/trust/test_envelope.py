@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-import trust
-from trust.envelope import b64decode_strict
+from aami import trust
+from aami.trust.envelope import b64decode_strict
 
 # secure-systems-lab/dsse protocol.md, "Test Vectors".
 SPEC_TYPE = "http://example.com/HelloWorld"

@@ -8,8 +8,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-import trust
-from trust.keys import load_private_key
+from aami import trust
+from aami.trust.keys import load_private_key
 
 
 def test_generated_key_is_unencrypted_pkcs8_ed25519() -> None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import trust
+from aami import trust
 from tests.trust.conftest import CONTENT, NOW, make_publisher, sign
 
 PUBLISHER = make_publisher("prop")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import trust
+from aami import trust
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-import trust
+from aami import trust
 
 SHA = "a" * 64
 

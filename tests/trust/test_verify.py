@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-import trust
+from aami import trust
 from tests.trust.conftest import CONTENT, NOW, SCHEMA, Publisher, make_publisher, sign
 
 

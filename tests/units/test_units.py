@@ -1,6 +1,6 @@
 import pytest
 
-from units import format_duration, parse_duration, parse_size
+from aami.units import format_duration, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from server.web.charts import Bucket, _nice_max, bar_chart
-from server.web.queries import aligned_window
-from server.web.render import human_duration, query_with, reltime
-from server.web.views.policies import (
+from aami.server.web.charts import Bucket, _nice_max, bar_chart
+from aami.server.web.queries import aligned_window
+from aami.server.web.render import human_duration, query_with, reltime
+from aami.server.web.views.policies import (
     EMPTY_FORM,
     FormError,
     body_from_form,

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from server.api import compat
-from server.api.admin import executions, groups, policies, publisher_keys, scripts, targets, tokens
-from server.routing import Route
+from aami.server.api import compat
+from aami.server.api.admin import (
+    executions,
+    groups,
+    policies,
+    publisher_keys,
+    scripts,
+    targets,
+    tokens,
+)
+from aami.server.routing import Route
 
 ROUTES: list[Route] = [
     *groups.ROUTES,

@@ -10,12 +10,12 @@ from typing import Any
 
 from aiohttp import web
 
-from server.appkeys import DATABASE
-from server.errors import ValidationFailed
-from server.routing import VIEWER, Call, Route, json_reply
-from server.schemas import NAME, NULLABLE_TIMESTAMP, TIMESTAMP, limit_query
-from server.services import execution_history
-from server.timefmt import parse_iso
+from aami.server.appkeys import DATABASE
+from aami.server.errors import ValidationFailed
+from aami.server.routing import VIEWER, Call, Route, json_reply
+from aami.server.schemas import NAME, NULLABLE_TIMESTAMP, TIMESTAMP, limit_query
+from aami.server.services import execution_history
+from aami.server.timefmt import parse_iso
 
 UUID = {"type": "string", "minLength": 1, "maxLength": 36, "pattern": "^[0-9A-Za-z-]+$"}
 ID_QUERY = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.appkeys import DATABASE
-from server.routing import ADMIN, OPERATOR, VIEWER, Call, Route, json_reply
-from server.schemas import ID_PATH, NAME, OFFSET_QUERY, SECONDS, limit_query, list_of, nullable, obj
-from server.services import groups
+from aami.server.appkeys import DATABASE
+from aami.server.routing import ADMIN, OPERATOR, VIEWER, Call, Route, json_reply
+from aami.server.schemas import (
+    ID_PATH,
+    NAME,
+    OFFSET_QUERY,
+    SECONDS,
+    limit_query,
+    list_of,
+    nullable,
+    obj,
+)
+from aami.server.services import groups
 
 GROUP_FIELDS = {
     "name": NAME,

@@ -6,9 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
-from server.appkeys import DATABASE
-from server.routing import OPERATOR, VIEWER, Call, Route, json_reply
-from server.schemas import (
+from aami.server.appkeys import DATABASE
+from aami.server.routing import OPERATOR, VIEWER, Call, Route, json_reply
+from aami.server.schemas import (
     HOSTNAME,
     ID_PATH,
     NAME,
@@ -20,7 +20,7 @@ from server.schemas import (
     nullable,
     obj,
 )
-from server.services import policies
+from aami.server.services import policies
 
 SCOPES = ["global", "group", "target"]
 MODES = ["interval", "once"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.appkeys import DATABASE
-from server.routing import ADMIN, VIEWER, Call, Route, json_reply
-from server.schemas import (
+from aami.server.appkeys import DATABASE
+from aami.server.routing import ADMIN, VIEWER, Call, Route, json_reply
+from aami.server.schemas import (
     ID_PATH,
     NAME,
     NULLABLE_TIMESTAMP,
@@ -16,7 +16,7 @@ from server.schemas import (
     list_of,
     obj,
 )
-from server.services import publisher_keys
+from aami.server.services import publisher_keys
 
 KEY = {
     "type": "object",

@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from server.appkeys import DATABASE
-from server.routing import OPERATOR, VIEWER, Call, Route, json_reply
-from server.schemas import (
+from aami.server.appkeys import DATABASE
+from aami.server.routing import OPERATOR, VIEWER, Call, Route, json_reply
+from aami.server.schemas import (
     NAME,
     NULLABLE_TIMESTAMP,
     OFFSET_QUERY,
@@ -25,8 +25,8 @@ from server.schemas import (
     list_of,
     obj,
 )
-from server.services import scripts
-from trust.signed_script import FORMAT
+from aami.server.services import scripts
+from aami.trust.signed_script import FORMAT
 
 SCRIPT: dict[str, Any] = {
     "type": "object",

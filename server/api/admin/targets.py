@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.appkeys import DATABASE
-from server.routing import ADMIN, OPERATOR, VIEWER, Call, Route, json_reply
-from server.schemas import (
+from aami.server.appkeys import DATABASE
+from aami.server.routing import ADMIN, OPERATOR, VIEWER, Call, Route, json_reply
+from aami.server.schemas import (
     HOSTNAME,
     ID_PATH,
     NAME,
@@ -17,7 +17,7 @@ from server.schemas import (
     list_of,
     obj,
 )
-from server.services import targets
+from aami.server.services import targets
 
 LABELS = {
     "type": "object",

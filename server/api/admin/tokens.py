@@ -13,11 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
-from server.appkeys import AUTHENTICATOR, DATABASE
-from server.errors import ValidationFailed
-from server.models import utcnow
-from server.routing import ADMIN, Call, Route, json_reply
-from server.schemas import (
+from aami.server.appkeys import AUTHENTICATOR, DATABASE
+from aami.server.errors import ValidationFailed
+from aami.server.models import utcnow
+from aami.server.routing import ADMIN, Call, Route, json_reply
+from aami.server.schemas import (
     ID_PATH,
     NAME,
     NULLABLE_TIMESTAMP,
@@ -28,9 +28,9 @@ from server.schemas import (
     nullable,
     obj,
 )
-from server.services import tokens
-from server.timefmt import parse_iso
-from server.tokens import Role
+from aami.server.services import tokens
+from aami.server.timefmt import parse_iso
+from aami.server.tokens import Role
 
 DEFAULT_BOOTSTRAP_LIFETIME = timedelta(days=30)  # as `aami-server bootstrap-token create`
 

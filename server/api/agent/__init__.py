@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from server.api.agent import routes
-from server.api.agent.background import agent_background_ctx
-from server.routing import Route
+from aami.server.api.agent import routes
+from aami.server.api.agent.background import agent_background_ctx
+from aami.server.routing import Route
 
 ROUTES: list[Route] = [*routes.ROUTES]
 CLEANUP_CONTEXTS: list = [agent_background_ctx]

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from server.api.agent.writer import ExecutionWriter
-from server.appkeys import AUTHENTICATOR, CONFIG, DATABASE
-from server.caches import (
+from aami.server.api.agent.writer import ExecutionWriter
+from aami.server.appkeys import AUTHENTICATOR, CONFIG, DATABASE
+from aami.server.caches import (
     AGENT_CACHE,
     EXECUTION_WRITER,
     REGISTRATION_GATE,
@@ -23,9 +23,9 @@ from server.caches import (
     AgentCache,
     Gate,
 )
-from server.db import Database
-from server.services import heartbeats
-from server.services.heartbeats import StatusBuffer
+from aami.server.db import Database
+from aami.server.services import heartbeats
+from aami.server.services.heartbeats import StatusBuffer
 
 log = logging.getLogger(__name__)
 

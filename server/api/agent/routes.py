@@ -12,19 +12,19 @@ from dataclasses import asdict
 
 from aiohttp import web
 
-from server.api.agent import schemas as s
-from server.appkeys import AUTHENTICATOR, CONFIG, DATABASE
-from server.auth import Authenticator
-from server.caches import AGENT_CACHE, EXECUTION_WRITER, REGISTRATION_GATE, STATUS_BUFFER
-from server.errors import InvalidToken, NotFound, PayloadTooLarge, error_response
-from server.models import utcnow
-from server.principal import BootstrapPrincipal
-from server.routing import AGENT, BOOTSTRAP, Call, Route, json_reply
-from server.schemas import SHA256
-from server.services import execution_ingest, registration, security_event_ingest
-from server.services.assignments import TargetView
-from server.services.heartbeats import heartbeat_from_body
-from server.tokens import hash_token
+from aami.server.api.agent import schemas as s
+from aami.server.appkeys import AUTHENTICATOR, CONFIG, DATABASE
+from aami.server.auth import Authenticator
+from aami.server.caches import AGENT_CACHE, EXECUTION_WRITER, REGISTRATION_GATE, STATUS_BUFFER
+from aami.server.errors import InvalidToken, NotFound, PayloadTooLarge, error_response
+from aami.server.models import utcnow
+from aami.server.principal import BootstrapPrincipal
+from aami.server.routing import AGENT, BOOTSTRAP, Call, Route, json_reply
+from aami.server.schemas import SHA256
+from aami.server.services import execution_ingest, registration, security_event_ingest
+from aami.server.services.assignments import TargetView
+from aami.server.services.heartbeats import heartbeat_from_body
+from aami.server.tokens import hash_token
 
 TAG = "agent"
 REGISTRATION_QUEUE_MAX = 200  # per process: a few seconds of work, well inside agent timeouts

@@ -7,7 +7,7 @@ Every field the server reads is typed and bounded here.
 
 from __future__ import annotations
 
-from server.schemas import HOSTNAME, SECONDS, TIMESTAMP, Schema, nullable, obj
+from aami.server.schemas import HOSTNAME, SECONDS, TIMESTAMP, Schema, nullable, obj
 
 UUID: Schema = {"type": "string",
                 "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"

@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 import logging
 
-from server.db import Database
-from server.services.execution_ingest import Batch, IngestResult, store
+from aami.server.db import Database
+from aami.server.services.execution_ingest import Batch, IngestResult, store
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from server.api.operations import routes
-from server.api.operations.background import operations_ctx
-from server.routing import Route
+from aami.server.api.operations import routes
+from aami.server.api.operations.background import operations_ctx
+from aami.server.routing import Route
 
 ROUTES: list[Route] = [*routes.ROUTES]
 CLEANUP_CONTEXTS: list = [operations_ctx]

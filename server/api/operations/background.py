@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from server.appkeys import CONFIG, DATABASE
-from server.db import Database
-from server.services import force_runs, jobs, retention
-from server.timefmt import iso
+from aami.server.appkeys import CONFIG, DATABASE
+from aami.server.db import Database
+from aami.server.services import force_runs, jobs, retention
+from aami.server.timefmt import iso
 
 log = logging.getLogger(__name__)
 

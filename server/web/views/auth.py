@@ -14,10 +14,10 @@ from importlib import resources
 
 from aiohttp import web
 
-from server.appkeys import DATABASE
-from server.web import sessions
-from server.web.pages import page
-from server.web.render import USER_KEY, render
+from aami.server.appkeys import DATABASE
+from aami.server.web import sessions
+from aami.server.web.pages import page
+from aami.server.web.render import USER_KEY, render
 
 _STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(css|js|svg|png)$")
 
@@ -89,7 +89,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 @functools.cache
 def _static_file(name: str) -> bytes | None:
-    entry = resources.files("server").joinpath("static", name)
+    entry = resources.files("aami.server").joinpath("static", name)
     return entry.read_bytes() if entry.is_file() else None
 
 

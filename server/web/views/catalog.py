@@ -11,15 +11,15 @@ from typing import Any
 
 from aiohttp import web
 
-from server.appkeys import DATABASE
-from server.errors import ApiError
-from server.models import Policy
-from server.services import publisher_keys, scripts
-from server.tokens import Role
-from server.web.middleware import require_role
-from server.web.pages import int_param, page, see_other
-from server.web.queries import POLICY_ID
-from server.web.render import render
+from aami.server.appkeys import DATABASE
+from aami.server.errors import ApiError
+from aami.server.models import Policy
+from aami.server.services import publisher_keys, scripts
+from aami.server.tokens import Role
+from aami.server.web.middleware import require_role
+from aami.server.web.pages import int_param, page, see_other
+from aami.server.web.queries import POLICY_ID
+from aami.server.web.render import render
 
 
 async def script_list(request: web.Request) -> web.StreamResponse:

@@ -8,13 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from server.appkeys import DATABASE
-from server.models import utcnow
-from server.services import execution_history, targets
-from server.web import queries
-from server.web.charts import bar_chart
-from server.web.pages import page
-from server.web.render import render
+from aami.server.appkeys import DATABASE
+from aami.server.models import utcnow
+from aami.server.services import execution_history, targets
+from aami.server.web import queries
+from aami.server.web.charts import bar_chart
+from aami.server.web.pages import page
+from aami.server.web.render import render
 
 HOUR = 3600
 

@@ -7,19 +7,19 @@ from typing import Any
 
 from aiohttp import web
 
-from server.api.admin.groups import CREATE_BODY as GROUP_CREATE_BODY
-from server.appkeys import DATABASE
-from server.errors import ApiError
-from server.models import Policy, utcnow
-from server.services import groups, targets, tokens
-from server.tokens import Role
-from server.validation import check_schema
-from server.web import queries
-from server.web.middleware import require_role
-from server.web.pages import int_param, page, see_other
-from server.web.queries import POLICY_ID
-from server.web.render import render
-from units import parse_duration
+from aami.server.api.admin.groups import CREATE_BODY as GROUP_CREATE_BODY
+from aami.server.appkeys import DATABASE
+from aami.server.errors import ApiError
+from aami.server.models import Policy, utcnow
+from aami.server.services import groups, targets, tokens
+from aami.server.tokens import Role
+from aami.server.validation import check_schema
+from aami.server.web import queries
+from aami.server.web.middleware import require_role
+from aami.server.web.pages import int_param, page, see_other
+from aami.server.web.queries import POLICY_ID
+from aami.server.web.render import render
+from aami.units import parse_duration
 
 MEMBERS_PAGE = 50
 DEFAULT_BOOTSTRAP_EXPIRY = "30d"

@@ -8,15 +8,15 @@ from typing import Any
 
 from aiohttp import web
 
-from server.api.operations.background import JOB_RUNNER, fan_out_body
-from server.appkeys import DATABASE
-from server.errors import NotFound, ValidationFailed
-from server.models import Group, Target
-from server.services import force_runs, policies
-from server.tokens import Role
-from server.web.middleware import require_role
-from server.web.pages import int_param, page, see_other
-from server.web.render import render
+from aami.server.api.operations.background import JOB_RUNNER, fan_out_body
+from aami.server.appkeys import DATABASE
+from aami.server.errors import NotFound, ValidationFailed
+from aami.server.models import Group, Target
+from aami.server.services import force_runs, policies
+from aami.server.tokens import Role
+from aami.server.web.middleware import require_role
+from aami.server.web.pages import int_param, page, see_other
+from aami.server.web.render import render
 
 REFRESH_SECONDS = 3
 

@@ -13,19 +13,19 @@ from typing import Any
 
 from aiohttp import web
 
-from server.api.admin.policies import CREATE_BODY
-from server.appkeys import DATABASE
-from server.errors import ApiError
-from server.models import utcnow
-from server.services import execution_history, groups, policies
-from server.tokens import Role
-from server.validation import check_schema
-from server.web import queries
-from server.web.charts import bar_chart
-from server.web.middleware import require_role
-from server.web.pages import int_param, page, see_other
-from server.web.render import render
-from server.web.views.targets import HISTORY_PAGE, HISTORY_QUERY, HistoryFilters
+from aami.server.api.admin.policies import CREATE_BODY
+from aami.server.appkeys import DATABASE
+from aami.server.errors import ApiError
+from aami.server.models import utcnow
+from aami.server.services import execution_history, groups, policies
+from aami.server.tokens import Role
+from aami.server.validation import check_schema
+from aami.server.web import queries
+from aami.server.web.charts import bar_chart
+from aami.server.web.middleware import require_role
+from aami.server.web.pages import int_param, page, see_other
+from aami.server.web.render import render
+from aami.server.web.views.targets import HISTORY_PAGE, HISTORY_QUERY, HistoryFilters
 
 FORM_FIELDS = ("name", "script", "version", "scope", "group", "target", "params", "mode",
                "interval", "timeout", "run_as", "priority")

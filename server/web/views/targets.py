@@ -8,14 +8,14 @@ from typing import Any
 
 from aiohttp import web
 
-from server.appkeys import DATABASE
-from server.models import utcnow
-from server.services import execution_history, groups, targets
-from server.timefmt import parse_iso
-from server.web import queries
-from server.web.charts import bar_chart
-from server.web.pages import int_param, page
-from server.web.render import render
+from aami.server.appkeys import DATABASE
+from aami.server.models import utcnow
+from aami.server.services import execution_history, groups, targets
+from aami.server.timefmt import parse_iso
+from aami.server.web import queries
+from aami.server.web.charts import bar_chart
+from aami.server.web.pages import int_param, page
+from aami.server.web.render import render
 
 PAGE_SIZE = 50
 HISTORY_QUERY = ("script", "success", "since", "until", "cursor")
