@@ -36,6 +36,9 @@ HEARTBEAT_BODY = obj(["agent_version", "uptime_seconds"], {
     "scripts_total": COUNT,
     "scripts_success": COUNT,
     "scripts_failed": COUNT,
+    # Cumulative since the agent process started: the fleet's poll success rate.
+    "polls_total": COUNT,
+    "polls_failed": COUNT,
     "system_info": SYSTEM_INFO,
 }, closed=False)
 HEARTBEAT_REPLY = obj(list(INTERVALS), INTERVALS)
