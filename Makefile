@@ -52,7 +52,7 @@ bench-agent: $(STAMP)
 BUILD_BIN  := bash packaging/build-binaries.sh
 BUILD_VENV := build/venv/.installed
 PYI_COMMON := packaging/build-binaries.sh packaging/pyinstaller/common.py $(BUILD_VENV)
-PY_SHARED  := $(shell find trust units -name '*.py')
+PY_SHARED  := $(shell find trust units policyfile -name '*.py')
 AGENT_SRC  := $(shell find agent -name '*.py') $(PY_SHARED)
 SERVER_SRC := $(shell find server -type f ! -name '*.pyc') $(PY_SHARED) packaging/install-agent.sh
 CLI_SRC    := $(shell find cli bundle -name '*.py') $(PY_SHARED)

@@ -14,7 +14,7 @@ from typing import Any
 from aami.cli.api_client import ApiClient
 from aami.cli.errors import OperationFailed, UsageError
 from aami.cli.files import read_json_or_yaml
-from aami.cli.policy import Change, PolicyFileError, parse_policy_file, plan
+from aami.policyfile import Change, PolicyFileError, parse_policy_file, plan
 
 
 def apply(args: argparse.Namespace, client: ApiClient) -> int:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPONENTS = ("agent", "server", "trust", "bundle", "cli", "units")
+COMPONENTS = ("agent", "server", "trust", "bundle", "cli", "policyfile", "units")
 DEFAULT = ROOT / "build" / "package-root"
 
 

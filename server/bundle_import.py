@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from aami.bundle.archive import extract, verify_archive
-from aami.cli.policy import PolicyFileError, parse_policy_file, plan
+from aami.policyfile import PolicyFileError, parse_policy_file, plan
 from aami.server.errors import ApiError, Conflict
 from aami.server.models import Policy, PublisherKey
 from aami.server.services import jobs, policies, publisher_keys, scripts

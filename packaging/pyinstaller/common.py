@@ -31,7 +31,7 @@ COMMON_EXCLUDES = [
 # agent/metrics.py): the server's web and database stack stays out of its binary.
 AGENT_EXCLUDES = [
     *COMMON_EXCLUDES,
-    "aami.server", "aami.cli", "aami.bundle",
+    "aami.server", "aami.cli", "aami.bundle", "aami.policyfile",
     "aiohttp", "aiohttp_jinja2", "multidict", "yarl", "frozenlist", "aiosignal",
     "propcache", "aiohappyeyeballs", "async_timeout", "attr", "attrs",
     "peewee", "playhouse", "psycopg2", "jinja2", "markupsafe", "prometheus_client",
@@ -68,4 +68,18 @@ def server_datas() -> list[tuple[str, str]]:
               for name in sorted(os.listdir(migrations)) if name.endswith(".sql")]
     # Served at GET /install-agent.sh when no installed release holds a copy.
     datas.append((os.path.join(ROOT, "packaging", "install-agent.sh"), "aami/packaging"))
+    return datas
+
+
+def cli_datas() -> list[tuple[str, str]]:
+    """What `aami bundle build` packs besides the binaries: the installers, the units
+    and docs/install.md, at the places bundle/build.py looks for them relative to the
+    `aami` package (the project root in the source tree, aami/ inside the binary)."""
+    systemd = os.path.join(ROOT, "systemd")
+    datas = [(os.path.join(ROOT, "packaging", name), "aami/packaging")
+             for name in ("install.sh", "install-agent.sh")]
+    datas.append((os.path.join(ROOT, "docs", "install.md"), "aami/docs"))
+    datas += [(os.path.join(systemd, name), "aami/systemd")
+              for name in sorted(os.listdir(systemd))
+              if name.endswith((".service", ".conf"))]
     return datas

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from aami import trust
-from aami.cli.policy import parse_policy_file
+from aami.policyfile import parse_policy_file
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "signing-scripts.md"
 _BLOCK = re.compile(r"<!-- (file|run): ([\w.-]+) -->\n```\w*\n(.*?)```", re.S)

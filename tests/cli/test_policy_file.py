@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from aami.cli.policy import PolicyFileError, parse_policy_file, plan
+from aami.policyfile import PolicyFileError, parse_policy_file, plan
 
 EXAMPLE = """
 policies:

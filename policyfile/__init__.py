@@ -1,4 +1,5 @@
-"""Policy files: YAML in, canonical REST bodies out, and the diff against the server.
+"""Policy files (the `aami policy apply` format, shared by the CLI and the server's bundle
+import): YAML in, canonical REST bodies out, and the diff against the server.
 
 Pure functions (no I/O): `parse_policy_file` turns the loaded YAML into canonical
 policy dicts or raises `PolicyFileError` naming the path (`policies[2].schedule.interval`);
