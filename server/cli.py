@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from aami.server import __version__
-from aami.server.config import ConfigError, ServerConfig, load_config
+from aami.server.config import DEFAULT_DATABASE_URL, ConfigError, ServerConfig, load_config
 from aami.server.db import Database
 from aami.units import parse_duration
 
@@ -107,10 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lifetime = parse_duration(args.expires)
             except ValueError as exc:
                 raise ConfigError(f"--expires: {exc}") from None
+        _check_database_named(args, config)
     except ConfigError as exc:
         print(f"aami-server: error: {exc}", file=sys.stderr)
         return 2
     _setup_logging(config)
+    # Which database, always: a token made in the wrong one fails only much later.
+    print(f"aami-server: database {describe_database(config.database_url)}", file=sys.stderr)
     try:
         return _dispatch(args, config, locals().get("lifetime", 0.0), raw_argv)
     except KeyboardInterrupt:
@@ -119,6 +122,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("aami-server").debug("failure", exc_info=True)
         print(f"aami-server: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _check_database_named(args: argparse.Namespace, config: ServerConfig) -> None:
+    """Refuse to create a database nobody named: without --config (or the default
+    /etc/aami/server.yaml), --database or AAMI_DATABASE_URL, the fallback
+    sqlite:///aami.db in the current directory is used only if it already exists."""
+    import os
+    from pathlib import Path
+
+    named = (args.database or os.environ.get("AAMI_DATABASE_URL")
+             or config.database_url != DEFAULT_DATABASE_URL)
+    if named or Path(DEFAULT_DATABASE_URL.removeprefix("sqlite:///")).exists():
+        return
+    raise ConfigError(
+        "no database named: give --config FILE (database.url), --database URL or "
+        "AAMI_DATABASE_URL; ./aami.db does not exist and is not created unasked"
+    )
+
+
+def describe_database(url: str) -> str:
+    """The URL without its password (the log and the terminal may be shared)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _one_line(exc: BaseException) -> str:
