@@ -7,6 +7,8 @@ Layout inside the archive (one top directory `aami-bundle-<version>/`), the one
     bin/aami-agent  bin/aami-agent-static  bin/aami-server  bin/aami
     systemd/*.service  systemd/*.conf
     install.sh  install-agent.sh  docs/install.md
+    release.pub                 the release public key itself: a node pinning its id
+                                (install-agent.sh --release-key-sha256) fetches it
     trusted-keys/*.pub          publisher keys nodes will trust
     scripts/*.signed.json       optional signed scripts to import
     policies/*.yaml             optional policies to import
@@ -36,10 +38,15 @@ class BuildInputs:
     scripts_dir: Path | None = None
     policies: tuple[Path, ...] = ()
     version: str = "0.1.0"
+    release_public_pem: bytes | None = None
 
 
 def collect(inputs: BuildInputs) -> list[BundleFile]:
     files: list[BundleFile] = [BundleFile("VERSION", None, data=f"{inputs.version}\n".encode())]
+    if inputs.release_public_pem is not None:
+        # Never a source of trust by itself: install.sh takes the key from --key, and
+        # install-agent.sh keeps this copy only if it hashes to the pinned key id.
+        files.append(BundleFile("release.pub", None, data=inputs.release_public_pem))
     docs = inputs.project_root / "docs" / "install.md"
     if docs.is_file():
         files.append(BundleFile("docs/install.md", docs))
@@ -58,7 +65,8 @@ def collect(inputs: BuildInputs) -> list[BundleFile]:
     for script in ("install.sh", "install-agent.sh"):
         source = inputs.project_root / "packaging" / script
         if not source.is_file():
-            raise BuildError(f"{source}: missing from the project tree")
+            # In the `aami` binary these files are packed inside it (aami/packaging/...).
+            raise BuildError(f"{source}: missing from the project tree (or from this binary)")
         files.append(BundleFile(script, source, 0o755))
     if inputs.trusted_keys_dir is not None:
         keys = sorted(inputs.trusted_keys_dir.glob("*.pub"))

@@ -82,6 +82,7 @@ def _build(args: argparse.Namespace, progress: Progress) -> int:
         scripts_dir=Path(args.scripts) if args.scripts else None,
         policies=tuple(Path(p) for p in args.policies),
         version=args.bundle_version,
+        release_public_pem=public_key_pem(private_pem),
     )
     start = time.monotonic()
     out = Path(args.out)

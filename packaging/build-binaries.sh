@@ -118,7 +118,14 @@ main() {
         shift
     done
     ((${#targets[@]})) || targets=("${ALL[@]}")
-    mkdir -p -- "$DIST"
+    mkdir -p -- "$DIST" "$BUILD"
+    # Two builds at once (tests/binaries and tests/system both run `make binaries`)
+    # would write the same work files: the second waits for the first.
+    exec 9>"$BUILD/.binaries.lock"
+    flock 9
+    # PyInstaller's binary cache lives in ~/.cache by default, shared with every other
+    # checkout on the machine; a concurrent build there corrupted its index once.
+    export PYINSTALLER_CONFIG_DIR=${PYINSTALLER_CONFIG_DIR:-$BUILD/pyinstaller-config}
     for target in "${targets[@]}"; do
         case $target in
             venv) build_venv ;;

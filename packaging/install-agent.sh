@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # AAMI node installer, served by the config server (see docs/install.md):
 #
-#   curl -fsSL --cacert site-ca.pem https://config:8443/install-agent.sh \
-#     | bash -s -- --server https://config:8443 --token TOKEN --ca-file site-ca.pem
+#   bash install-agent.sh --server https://config:8443 --token TOKEN \
+#       --ca-file site-ca.pem --release-key release.pub
+#
+# (docs/install.md section 3 fetches this file and checks it against the signed
+# release manifest before running it.)
 #
 # Downloads, from SERVER/downloads/, the release manifest (MANIFEST.sha256) and
 # its signature, then the agent binary, its systemd unit and the trusted
 # publisher keys the manifest lists. Checks:
-#   - the manifest signature, with openssl, against the release key (--release-key,
-#     or /etc/aami/release.pub if the node has one). Without a release key only
-#     TLS (--ca-file) vouches for the server: a warning says so;
+#   - the manifest signature, with openssl, against the release key the operator
+#     pinned: --release-key FILE, or --release-key-sha256 HEX (the key id; the key
+#     itself is then downloaded from the release and must hash to HEX), or
+#     /etc/aami/release.pub if the node has one. Without a pinned key the installer
+#     refuses: a server that chose the key would choose which publishers the node
+#     trusts. --insecure-trust-server overrides that, loudly (TLS alone vouches);
 #   - every downloaded file against its SHA-256 in the manifest;
 # and writes nothing before all of it has passed. Then installs the binary, the
 # unit, /etc/aami/agent.yaml (kept if present), the bootstrap token (0600) and
@@ -25,6 +31,8 @@ SERVER=${AAMI_SERVER:-}
 TOKEN=${AAMI_TOKEN:-}
 CA_FILE=""
 RELEASE_KEY=""
+RELEASE_KEY_SHA256=""
+INSECURE=0
 HOSTNAME_OVERRIDE=""
 MIGRATE_CRON=0
 START=1
@@ -35,7 +43,8 @@ WORK=""
 
 usage() {
     cat <<'EOF'
-usage: install-agent.sh --server URL --token TOKEN [--ca-file FILE] [--release-key FILE]
+usage: install-agent.sh --server URL --token TOKEN [--ca-file FILE]
+                        (--release-key FILE | --release-key-sha256 HEX | --insecure-trust-server)
                         [--hostname NAME] [--migrate-cron] [--no-start] [--destdir DIR]
   --server URL        config server base URL (or AAMI_SERVER)
   --token TOKEN       bootstrap token (or AAMI_TOKEN); not needed when re-run on a
@@ -43,6 +52,12 @@ usage: install-agent.sh --server URL --token TOKEN [--ca-file FILE] [--release-k
   --ca-file FILE      site CA (PEM): used for the downloads and pinned in agent.yaml
   --release-key FILE  release public key that signed the server's manifest
                       (default /etc/aami/release.pub when present)
+  --release-key-sha256 HEX
+                      the release key's id (SHA-256 of the raw Ed25519 key, as
+                      docs/install.md shows); the key is fetched from the release
+  --insecure-trust-server
+                      no pinned release key: trust whatever the server hands out
+                      (keys included), on TLS alone. Not for production
   --hostname NAME     register under NAME instead of the host name
   --migrate-cron      then disable the old cron runner (aami-agent migrate-cron)
   --no-start          install only; do not enable or start the service
@@ -64,14 +79,16 @@ root_path() { printf '%s%s' "$DESTDIR" "$1"; }
 parse_args() {
     while (($#)); do
         case $1 in
-            --server|--token|--ca-file|--release-key|--hostname|--destdir)
+            --server|--token|--ca-file|--release-key|--release-key-sha256|--hostname|--destdir)
                 [[ $# -ge 2 ]] || usage_error "$1 needs a value"
                 case $1 in
                     --server) SERVER=$2 ;; --token) TOKEN=$2 ;; --ca-file) CA_FILE=$2 ;;
                     --release-key) RELEASE_KEY=$2 ;; --hostname) HOSTNAME_OVERRIDE=$2 ;;
+                    --release-key-sha256) RELEASE_KEY_SHA256=$2 ;;
                     --destdir) DESTDIR=$2 ;;
                 esac
                 shift ;;
+            --insecure-trust-server) INSECURE=1 ;;
             --migrate-cron) MIGRATE_CRON=1 ;;
             --no-start) START=0 ;;
             --dynamic) DYNAMIC=1 ;;
@@ -96,17 +113,49 @@ parse_args() {
     [[ -z $RELEASE_KEY || -r $RELEASE_KEY ]] || usage_error "--release-key: cannot read $RELEASE_KEY"
     [[ -z $HOSTNAME_OVERRIDE || $HOSTNAME_OVERRIDE =~ ^[A-Za-z0-9._-]+$ ]] \
         || usage_error "--hostname: expected a host name, got '$HOSTNAME_OVERRIDE'"
+    if [[ -n $RELEASE_KEY_SHA256 ]]; then
+        RELEASE_KEY_SHA256=${RELEASE_KEY_SHA256,,}
+        [[ $RELEASE_KEY_SHA256 =~ ^[0-9a-f]{64}$ ]] \
+            || usage_error "--release-key-sha256: expected 64 hex digits, got '$RELEASE_KEY_SHA256'"
+        [[ -z $RELEASE_KEY ]] || usage_error "--release-key-sha256: give it or --release-key, not both"
+    fi
     [[ -z $DESTDIR || -d $DESTDIR ]] || usage_error "--destdir: $DESTDIR is not a directory"
     for tool in curl sha256sum; do
         command -v "$tool" >/dev/null || fail "$tool is required"
     done
-    if [[ -z $RELEASE_KEY && -f $(root_path /etc/aami/release.pub) ]]; then
+    if [[ -z $RELEASE_KEY && -z $RELEASE_KEY_SHA256 && -f $(root_path /etc/aami/release.pub) ]]; then
         RELEASE_KEY=$(root_path /etc/aami/release.pub)
     fi
-    if [[ -n $RELEASE_KEY ]]; then
+    if [[ -n $RELEASE_KEY || -n $RELEASE_KEY_SHA256 ]]; then
         command -v openssl >/dev/null || fail "openssl is required to check the release signature"
+    elif ((INSECURE)); then
+        insecure_banner
+    else
+        usage_error "no release key pinned: give --release-key FILE or --release-key-sha256 HEX" \
+            "(docs/install.md section 3), or --insecure-trust-server to trust the server blindly"
     fi
     if [[ $SERVER == http://* ]]; then warn "$SERVER is plain HTTP: use https in production"; fi
+}
+
+insecure_banner() {
+    warn "*************************************************************************"
+    warn "--insecure-trust-server: NO release key is pinned. Whoever answers at"
+    warn "$SERVER chooses the agent binary and the publisher keys this node trusts."
+    warn "*************************************************************************"
+}
+
+key_id() {  # $1 PEM public key: hex SHA-256 of the raw 32-byte Ed25519 key (DSSE key id)
+    openssl pkey -pubin -in "$1" -outform DER 2>/dev/null | tail -c 32 | sha256sum | cut -d' ' -f1
+}
+
+pin_release_key() {  # --release-key-sha256: fetch release.pub, keep it only if it hashes to HEX
+    local got
+    fetch "downloads/release.pub" "$WORK/release.pub" \
+        || fail "cannot download $SERVER/downloads/release.pub (needed by --release-key-sha256)"
+    got=$(key_id "$WORK/release.pub")
+    [[ $got == "$RELEASE_KEY_SHA256" ]] \
+        || fail "release.pub from the server has key id ${got:-none}, not the pinned $RELEASE_KEY_SHA256"
+    RELEASE_KEY=$WORK/release.pub
 }
 
 fetch() {  # $1 path under /downloads/ (or a full URL path), $2 output file
@@ -136,6 +185,7 @@ download_all() {
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/aami-agent-install.XXXXXX")
     fetch "downloads/$MANIFEST" "$WORK/$MANIFEST" \
         || fail "cannot download $SERVER/downloads/$MANIFEST (is this an AAMI server?)"
+    [[ -z $RELEASE_KEY_SHA256 ]] || pin_release_key
     if [[ -n $RELEASE_KEY ]]; then
         fetch "downloads/$SIGNATURE" "$WORK/$SIGNATURE" \
             || fail "cannot download $SERVER/downloads/$SIGNATURE: the release is not signed"
@@ -144,7 +194,7 @@ download_all() {
             || fail "$MANIFEST: signature does not verify with $RELEASE_KEY"
         say "verified: release manifest signed by $RELEASE_KEY"
     else
-        warn "no release key (--release-key): the manifest is trusted on TLS alone"
+        insecure_banner
     fi
     # The static agent needs no libc from the node (RHEL 8, Ubuntu 20.04 and other
     # older glibc); the dynamic one needs Debian 12's glibc 2.36 or newer.

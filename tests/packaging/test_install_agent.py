@@ -232,14 +232,53 @@ def test_an_unsigned_release_is_refused_when_a_key_is_pinned(
     assert snapshot(destdir) == {}
 
 
-def test_without_release_key_hashes_are_checked_and_a_warning_given(
+def test_without_a_pinned_release_key_the_installer_refuses(
+    server: ReleaseServer, destdir: Path
+) -> None:
+    # A server that picked the release key would pick the publisher keys the node trusts.
+    result = run_script(destdir, "--server", server.url, "--token", TOKEN, "--no-start")
+    assert result.returncode == 2
+    assert "no release key pinned" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert snapshot(destdir) == {}
+
+
+def test_insecure_trust_server_installs_with_a_loud_warning(
     server: ReleaseServer, bundle: Path, destdir: Path
 ) -> None:
-    result = run_script(destdir, "--server", server.url, "--token", TOKEN, "--no-start")
+    result = run_script(destdir, "--server", server.url, "--token", TOKEN, "--no-start",
+                        "--insecure-trust-server")
     assert result.returncode == 0, result.stderr
-    assert "no release key" in result.stderr
+    assert "NO release key is pinned" in result.stderr
     assert "plain HTTP" in result.stderr
     assert (destdir / "usr/bin/aami-agent").read_bytes() == (bundle / "bin/aami-agent").read_bytes()
+
+
+def test_release_key_sha256_pins_the_key_the_server_hands_out(
+    tmp_path: Path, key: ReleaseKey, destdir: Path
+) -> None:
+    bundle = build_bundle(tmp_path / "withkey", "0.1.0", key)
+    (bundle / "release.pub").write_bytes(key.public.read_bytes())
+    sign_bundle(bundle, key)
+    srv = ReleaseServer(bundle)
+    try:
+        result = run_script(destdir, "--server", srv.url, "--token", TOKEN, "--no-start",
+                            "--release-key-sha256", key.key_id.upper())
+        assert result.returncode == 0, result.stderr
+        assert "verified: release manifest signed" in result.stdout
+        assert (destdir / "etc/aami/release.pub").read_bytes() == key.public.read_bytes()
+        # The server swaps in a key of its own (and signs with it): refused.
+        other = make_release_key(tmp_path / "other")
+        srv.overrides["release.pub"] = other.public.read_bytes()
+        fresh = tmp_path / "node2"
+        fresh.mkdir()
+        refused = run_script(fresh, "--server", srv.url, "--token", TOKEN, "--no-start",
+                             "--release-key-sha256", key.key_id)
+    finally:
+        srv.close()
+    assert refused.returncode == 1
+    assert f"not the pinned {key.key_id}" in refused.stderr
+    assert snapshot(fresh) == {}
 
 
 def test_migrate_cron_disables_the_old_runner_with_the_real_agent(
@@ -278,6 +317,9 @@ def test_rerun_keeps_the_existing_config_and_needs_no_token(
         (["--server", "config:8443", "--token", TOKEN], "--server: expected a URL"),
         (["--server", "https://c", "--token", "a b"], "--token: unexpected characters"),
         (["--server", "https://c"], "--token is required"),
+        (["--server", "https://c", "--token", TOKEN], "no release key pinned"),
+        (["--server", "https://c", "--token", TOKEN, "--release-key-sha256", "abc"],
+         "--release-key-sha256: expected 64 hex digits"),
         (["--server", "https://c", "--token", TOKEN, "--frobnicate"], "unknown argument"),
     ],
 )
