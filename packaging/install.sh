@@ -44,9 +44,9 @@ usage: install.sh [--bundle DIR] [--key RELEASE.pub] [--destdir DIR] [--start] [
   --bundle DIR    unpacked bundle (default: the directory holding this script)
   --key FILE      release public key (default: DESTDIR/etc/aami/release.pub from a
                   previous install; required the first time)
-  --destdir DIR   install under DIR instead of / (also the DESTDIR variable); no
-                  systemctl or systemd-sysusers calls are made then
-  --start         enable and start aami-server after installing
+  --destdir DIR   install under DIR instead of / (also the DESTDIR variable), made
+                  if missing; no systemctl or systemd-sysusers calls are made then
+  --start         enable and start aami-server after installing (not with --destdir)
   --rollback      switch back to the previous release
   --quiet         print only errors and the final summary
 EOF
@@ -73,7 +73,13 @@ parse_args() {
         shift
     done
     DESTDIR=${DESTDIR%/}
-    if [[ -n $DESTDIR && ! -d $DESTDIR ]]; then usage_error "--destdir: $DESTDIR is not a directory"; fi
+    if [[ -n $DESTDIR ]]; then
+        [[ -d $DESTDIR || ! -e $DESTDIR ]] || usage_error "--destdir: $DESTDIR is not a directory"
+        mkdir -p -- "$DESTDIR" || usage_error "--destdir: cannot create $DESTDIR"
+        if ((START)); then
+            say "--start is ignored with --destdir: nothing is started in $DESTDIR" >&2
+        fi
+    fi
     for tool in openssl sha256sum; do
         command -v "$tool" >/dev/null || fail "$tool is required to verify the bundle"
     done
@@ -270,6 +276,32 @@ retention:
 EOF
         chmod 0640 "$tmp" && sync -- "$tmp" && mv -f -- "$tmp" "$etc/server.yaml"
     fi
+    config_group "$etc/server.yaml"
+}
+
+service_gid() {  # the gid of group `aami` in the target tree, empty if it has none yet
+    local group
+    group=$(root_path /etc/group)
+    [[ -f $group ]] && awk -F: '$1 == "aami" { print $3; exit }' "$group"
+    return 0
+}
+
+config_group() {  # $1 server.yaml: root:aami 0640, so that the service (User=aami) reads it
+    local gid
+    if [[ -z $DESTDIR ]] && command -v systemd-sysusers >/dev/null; then
+        systemd-sysusers  # the aami group must exist before the file can be given to it
+    fi
+    gid=$(service_gid)
+    if [[ -z $gid ]]; then
+        printf 'install.sh: warning: no group aami in %s yet: after systemd-sysusers, run chgrp aami %s\n' \
+            "$(root_path /etc/group)" "${1#"$DESTDIR"}" >&2
+        return 0
+    fi
+    # Only a file still owned by group root is changed: a site's own choice is kept.
+    if [[ $(stat -c %g -- "$1") == 0 ]]; then
+        chgrp "$gid" -- "$1"
+        chmod g+r -- "$1"
+    fi
 }
 
 current_release() {  # prints the release id `current` (or $1 link) points at, if any
@@ -286,6 +318,8 @@ system_refresh() {  # a real system only: users, unit files, running services
         systemctl daemon-reload
         systemctl try-restart "${SERVICES[@]/%/.service}"
         ((START)) && systemctl enable --now aami-server.service
+    elif ((START)); then
+        printf 'install.sh: warning: --start: systemd is not running here; aami-server not started\n' >&2
     fi
     return 0
 }

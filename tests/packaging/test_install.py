@@ -321,3 +321,41 @@ def test_whitespace_edits_to_the_envelope_are_refused(
     assert result.returncode == 1
     assert "MANIFEST.dsse.json: not the release key's envelope" in result.stderr
     assert snapshot(destdir) == {}
+
+
+def test_server_config_belongs_to_the_service_group(
+    tmp_path: Path, key: ReleaseKey, destdir: Path
+) -> None:
+    # The unit runs as User=aami: a root:root 0640 server.yaml is unreadable to it.
+    (destdir / "etc").mkdir()
+    (destdir / "etc/group").write_text("root:x:0:\naami:x:998:\n")
+    bundle = build_bundle(tmp_path / "bundle", "0.1.0", key)
+    result = run_install(destdir, "--bundle", str(bundle), "--key", str(key.public))
+    assert result.returncode == 0, result.stderr
+    info = (destdir / "etc/aami/server.yaml").stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (0, 998, 0o640)
+
+
+def test_server_config_without_the_group_yet_says_what_to_run(
+    tmp_path: Path, key: ReleaseKey, destdir: Path
+) -> None:
+    bundle = build_bundle(tmp_path / "bundle", "0.1.0", key)
+    result = run_install(destdir, "--bundle", str(bundle), "--key", str(key.public))
+    assert result.returncode == 0, result.stderr
+    assert "chgrp aami /etc/aami/server.yaml" in result.stderr
+
+
+def test_destdir_is_created_and_start_is_refused_out_loud(
+    tmp_path: Path, key: ReleaseKey
+) -> None:
+    bundle = build_bundle(tmp_path / "bundle", "0.1.0", key)
+    image = tmp_path / "image"  # does not exist yet
+    result = run_install(image, "--bundle", str(bundle), "--key", str(key.public), "--start")
+    assert result.returncode == 0, result.stderr
+    assert "--start is ignored with --destdir" in result.stderr
+    assert release_of(image).startswith("releases/0.1.0-")
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    refused = run_install(not_a_dir, "--bundle", str(bundle), "--key", str(key.public))
+    assert refused.returncode == 2
+    assert "--destdir" in refused.stderr and "is not a directory" in refused.stderr
