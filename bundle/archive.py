@@ -141,6 +141,41 @@ def verify_archive(path: Path, release_public_pem: bytes,
                             ) from None
     if len(tops) != 1:
         raise BundleRefused("malformed_archive", "a bundle has exactly one top directory")
+    return VerifiedBundle(tops.pop(), _verify_control(control, actual, release_public_pem))
+
+
+def verify_directory(root: Path, release_public_pem: bytes,
+                     progress: Progress | None = None) -> VerifiedBundle:
+    """Verify an unpacked bundle (the directory holding MANIFEST.sha256) in place.
+
+    The same rules as for an archive: regular files only (a symlink could point the
+    check at one file and the installer at another), every file listed, every
+    listed file present with its digest. Nothing is written.
+    """
+    paths: list[Path] = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if path.is_symlink() or not (path.is_dir() or path.is_file()):
+            raise BundleRefused("unsafe_member", f"{relative}: not a regular file")
+        if path.is_file():
+            paths.append(path)
+    actual: dict[str, str] = {}
+    control: dict[str, bytes] = {}
+    for index, path in enumerate(paths, start=1):
+        relative = path.relative_to(root).as_posix()
+        check_member_path(relative)
+        if relative in CONTROL_FILES:
+            with path.open("rb") as handle:
+                control[relative] = handle.read(MAX_CONTROL_BYTES)
+        else:
+            actual[relative] = _sha256_file(path)
+        if progress:
+            progress("verifying", index, len(paths))
+    return VerifiedBundle(root.name, _verify_control(control, actual, release_public_pem))
+
+
+def _verify_control(control: dict[str, bytes], actual: dict[str, str],
+                    release_public_pem: bytes) -> dict[str, str]:
     missing = sorted(CONTROL_FILES - set(control))
     if missing:
         raise BundleRefused("missing_file", f"{missing[0]}: missing from the bundle")
@@ -152,7 +187,7 @@ def verify_archive(path: Path, release_public_pem: bytes,
         SignedManifest(control[MANIFEST], control[MANIFEST_SIG], envelope), release_public_pem
     )
     check_digests(entries, actual)
-    return VerifiedBundle(tops.pop(), entries)
+    return entries
 
 
 def _scan(tar: tarfile.TarFile, progress: Progress | None

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from aami.bundle.archive import Progress, verify_archive, write_bundle
+from aami.bundle.archive import Progress, verify_archive, verify_directory, write_bundle
 from aami.bundle.build import BuildError, BuildInputs, collect
 from aami.bundle.manifest import BundleRefused
 from aami.trust.errors import TrustError
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--version", default=DEFAULT_VERSION, dest="bundle_version")
     build.add_argument("--quiet", action="store_true", help="no progress, summary only")
     verify = sub.add_parser("verify", help="verify a bundle against a release public key")
-    verify.add_argument("bundle", help="the bundle file")
+    verify.add_argument("bundle", help="the bundle file, or the directory it was unpacked to")
     verify.add_argument("--key", required=True, help="release public key (PEM)")
     verify.add_argument("--quiet", action="store_true", help="no progress, summary only")
 
@@ -100,10 +100,14 @@ def _verify(args: argparse.Namespace, progress: Progress) -> int:
         load_public_key(public_pem)
     except TrustError as exc:
         raise BuildError(f"--key {args.key}: {exc}") from None
-    if not Path(args.bundle).is_file():
-        raise BuildError(f"{args.bundle}: no such file")
+    target = Path(args.bundle)
+    if not (target.is_file() or target.is_dir()):
+        raise BuildError(f"{args.bundle}: no such file or directory")
     try:
-        result = verify_archive(Path(args.bundle), public_pem, progress)
+        if target.is_dir():
+            result = verify_directory(target, public_pem, progress)
+        else:
+            result = verify_archive(target, public_pem, progress)
     except BundleRefused as exc:
         print(f"aami: bundle refused: {exc} ({exc.reason})", file=sys.stderr)
         return 1

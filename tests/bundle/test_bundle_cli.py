@@ -75,3 +75,39 @@ def test_usage_errors_exit_2_naming_the_flag(tmp_path: Path) -> None:
                       check=False)
     assert no_dist.returncode == 2 and "make binaries" in no_dist.stderr
     assert not (tmp_path / "b.tar.gz").exists()
+
+
+def test_verify_takes_the_unpacked_directory_and_refuses_what_install_sh_refuses(
+    tmp_path: Path,
+) -> None:
+    run_cli("aami", "keys", "generate", "--out", str(tmp_path / "keys"), "--name", "release")
+    out = tmp_path / "aami.tar.gz"
+    run_cli("aami", "bundle", "build", "--key", str(tmp_path / "keys/release.key"),
+            "--out", str(out), "--dist", str(_dist(tmp_path)), "--version", "1.2.3", "--quiet")
+    with tarfile.open(out) as tar:
+        tar.extractall(tmp_path / "usb", filter="data")
+    root = tmp_path / "usb" / "aami-bundle-1.2.3"
+    key = str(tmp_path / "keys/release.pub")
+    # The release key's public half travels too, for --release-key-sha256 pinning.
+    assert (root / "release.pub").read_bytes() == (tmp_path / "keys/release.pub").read_bytes()
+
+    ok = run_cli("aami", "bundle", "verify", str(root), "--key", key)
+    assert ok.stdout.startswith(f"verified {root}: ")
+
+    def refused(reason: str) -> None:
+        result = run_cli("aami", "bundle", "verify", str(root), "--key", key, check=False)
+        assert result.returncode == 1, result.stdout
+        assert result.stderr.startswith("aami: bundle refused: ") and reason in result.stderr
+
+    (root / "extra.sh").write_text("echo smuggled\n")
+    refused("extra.sh")
+    (root / "extra.sh").unlink()
+    (root / "VERSION").unlink()
+    (root / "VERSION").symlink_to(root / "install.sh")
+    refused("not a regular file")
+    (root / "VERSION").unlink()
+    (root / "VERSION").write_text("1.2.4\n")
+    refused("VERSION")
+    missing = run_cli("aami", "bundle", "verify", str(tmp_path / "nowhere"), "--key", key,
+                      check=False)
+    assert missing.returncode == 2 and "no such file or directory" in missing.stderr
