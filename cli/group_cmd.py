@@ -1,0 +1,85 @@
+"""What an operator sets up before handing out bootstrap tokens, over the Admin API:
+
+    aami group create NAME [--description TEXT] [--priority N]
+    aami group list
+    aami bootstrap-token create [--group NAME] [--max-uses N] [--expires 7d]
+                                [--allow-rebind] [--name NAME]
+
+A bootstrap token names the group new nodes join, so the group comes first
+(docs/install.md section 3). `bootstrap-token create` prints the secret alone on
+stdout, as `aami-server bootstrap-token create` does on the server host.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from aami.cli.api_client import ApiClient, ApiError
+from aami.cli.errors import OperationFailed, UsageError
+from aami.cli.script_cmd import whole_seconds
+
+
+def register(sub: argparse._SubParsersAction,
+             add_flags: Callable[[argparse.ArgumentParser], None],
+             parser_class: type[argparse.ArgumentParser]) -> None:
+    """Add `group` and `bootstrap-token`; `add_flags` adds --server/--token/--ca-file."""
+    group = sub.add_parser("group", help="target groups on the server")
+    g_sub = group.add_subparsers(dest="group_command", required=True, parser_class=parser_class)
+    create = g_sub.add_parser("create", help="create a group")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--description", default="")
+    create.add_argument("--priority", type=int, default=0,
+                        help="among a target's groups the higher priority wins (default 0)")
+    add_flags(create)
+    create.set_defaults(remote=create_group)
+    listing = g_sub.add_parser("list", help="list groups")
+    add_flags(listing)
+    listing.set_defaults(remote=list_groups)
+
+    boot = sub.add_parser("bootstrap-token", help="bootstrap tokens for new nodes")
+    b_sub = boot.add_subparsers(dest="boot_command", required=True, parser_class=parser_class)
+    bcreate = b_sub.add_parser("create", help="print a new bootstrap token once")
+    bcreate.add_argument("--group", help="group new targets join (create it first)")
+    bcreate.add_argument("--max-uses", type=int, default=1)
+    bcreate.add_argument("--expires", default="30d", help="lifetime, e.g. 30d, 12h")
+    bcreate.add_argument("--name", default="")
+    bcreate.add_argument("--allow-rebind", action="store_true",
+                         help="may take over a hostname that already has an agent")
+    add_flags(bcreate)
+    bcreate.set_defaults(remote=create_bootstrap_token)
+
+
+def create_group(args: argparse.Namespace, client: ApiClient) -> int:
+    body = {"name": args.name, "description": args.description, "priority": args.priority}
+    try:
+        reply = client.post("/groups", body)
+    except ApiError as exc:
+        if exc.status == 409:
+            raise OperationFailed(f"group {args.name!r} already exists (aami group list)"
+                                  ) from None
+        raise
+    print(f"created group {reply.body['name']} (id {reply.body['id']})")
+    return 0
+
+
+def list_groups(args: argparse.Namespace, client: ApiClient) -> int:
+    rows = client.get("/groups", limit="500").body["data"]
+    for row in rows:
+        print(f"{row['id']}\t{row['name']}\tpriority {row['priority']}")
+    return 0
+
+
+def create_bootstrap_token(args: argparse.Namespace, client: ApiClient) -> int:
+    if args.max_uses < 1:
+        raise UsageError("--max-uses: must be at least 1")
+    body: dict[str, object] = {
+        "name": args.name, "max_uses": args.max_uses,
+        "expires_in_seconds": whole_seconds(args.expires, "--expires"),
+        "allow_rebind": args.allow_rebind,
+    }
+    if args.group:
+        body["group"] = args.group
+    reply = client.post("/bootstrap-tokens", body)
+    print(reply.body["token"])
+    return 0
