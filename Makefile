@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo run test test-fast lint bench bench-agent bench-server binaries clean
+.PHONY: help install demo run test test-fast lint bench bench-agent bench-server binaries bundle system-test clean
 
 help:
 	@echo "make install   create $(VENV) and install aami with its dev tools"
@@ -13,6 +13,8 @@ help:
 	@echo "make lint      ruff + mypy"
 	@echo "make bench     all benchmarks (bench-server, bench-agent)"
 	@echo "make binaries  single-file binaries in dist/ (PyInstaller) and the static agent (staticx)"
+	@echo "make bundle    binaries plus the signed offline bundle in dist/ (AAMI_RELEASE_KEY=release.key)"
+	@echo "make system-test  the real-systemd tier alone (tests/system: nspawn containers, as root)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +57,9 @@ PYI_COMMON := packaging/build-binaries.sh packaging/pyinstaller/common.py $(BUIL
 PY_SHARED  := $(shell find trust units policyfile -name '*.py')
 AGENT_SRC  := $(shell find agent -name '*.py') $(PY_SHARED)
 SERVER_SRC := $(shell find server -type f ! -name '*.pyc') $(PY_SHARED) packaging/install-agent.sh
-CLI_SRC    := $(shell find cli bundle -name '*.py') $(PY_SHARED)
+# The CLI binary carries what `aami bundle build` packs (packaging/pyinstaller/common.py).
+CLI_SRC    := $(shell find cli bundle -name '*.py') $(PY_SHARED) packaging/install.sh \
+              packaging/install-agent.sh docs/install.md $(wildcard systemd/*.service systemd/*.conf)
 
 $(BUILD_VENV): pyproject.toml
 	$(BUILD_BIN) venv
@@ -74,6 +78,14 @@ dist/aami-agent-static: dist/aami-agent
 
 binaries: dist/aami-agent dist/aami-server dist/aami dist/aami-agent-static
 	@$(BUILD_BIN) summary
+
+# The signed offline bundle, built by dist/aami (docs/install.md, "The release key").
+bundle: binaries
+	bash packaging/make-bundle.sh
+
+# Boots systemd in nspawn containers (root; scripts/install-system-deps.sh); also in `make test`.
+system-test: $(STAMP)
+	$(BIN)/python -m pytest tests/system $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
