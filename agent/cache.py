@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from aami.agent.atomicfile import atomic_write
+from aami.agent.records import SecurityEvent
 from aami.agent.wire import Assignment
 from aami.trust.envelope import Envelope
 from aami.trust.errors import Refusal
@@ -234,16 +235,16 @@ class ScriptSource:
 
 def refusal_event(
     refused: ScriptRefused, assignment: Assignment | None, occurred_at: str
-) -> dict[str, Any]:
-    """The `/agent/security-events` record for one refusal (id made here, once)."""
+) -> SecurityEvent:
+    """The security event for one refusal (id made here, once)."""
     ref = assignment.script if assignment else None
-    return {
-        "id": str(uuid.uuid4()),
-        "occurred_at": occurred_at,
-        "policy_id": assignment.policy_id if assignment else None,
-        "script_name": ref.name[:128] if ref else "",
-        "script_version": ref.version[:64] if ref else "",
-        "script_hash": ref.sha256[:64] if ref else "",
-        "reason": refused.reason,
-        "message": refused.message[:2000],
-    }
+    return SecurityEvent(
+        id=str(uuid.uuid4()),
+        occurred_at=occurred_at,
+        policy_id=assignment.policy_id if assignment else None,
+        script_name=ref.name[:128] if ref else "",
+        script_version=ref.version[:64] if ref else "",
+        script_hash=ref.sha256[:64] if ref else "",
+        reason=refused.reason,
+        message=refused.message[:2000],
+    )

@@ -119,26 +119,35 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _offline_status(config: AgentConfig) -> dict[str, Any]:
+    from aami.agent.runbook import RUNS_FILE, RunBook
     from aami.agent.spool import Spool
     from aami.agent.state import STATE_FILE, AgentState
     from aami.agent.status import build_status
 
     base = Path(config.state_dir)
+    raw: dict[str, Any] = {}
     try:
-        state = AgentState.from_json(json.loads((base / STATE_FILE).read_bytes()))
+        raw = json.loads((base / STATE_FILE).read_bytes())
+        state = AgentState.from_json(raw)
     except FileNotFoundError:
         state = AgentState()
     except (OSError, ValueError, TypeError) as exc:
         raise RuntimeError(f"{base / STATE_FILE}: unreadable ({exc})") from None
+    try:  # an agent not yet started since the upgrade keeps these in state.json
+        book = RunBook.from_json(json.loads((base / RUNS_FILE).read_bytes()))
+    except FileNotFoundError:
+        book = RunBook.from_json(raw)
+    except (OSError, ValueError, TypeError) as exc:
+        raise RuntimeError(f"{base / RUNS_FILE}: unreadable ({exc})") from None
     pending, dropped = {}, 0
     for kind in ("executions", "events"):
         directory = base / "spool" / kind
         if directory.is_dir():
-            spool = Spool(directory, max_records=1 << 30)
+            spool: Spool[Any] = Spool(directory, max_records=1 << 30)
             pending[kind], dropped = spool.count(), dropped + spool.dropped
         else:
             pending[kind] = 0
-    return build_status(state, daemon="not running", server=config.server.url,
+    return build_status(state, book, daemon="not running", server=config.server.url,
                         hostname=config.agent.hostname, spool_pending=pending,
                         spool_dropped=dropped)
 

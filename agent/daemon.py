@@ -27,20 +27,21 @@ from typing import Any
 
 from aami.agent import __version__, system_info
 from aami.agent.cache import ScriptCache, ScriptRefused, ScriptSource, TrustedKeys, refusal_event
-from aami.agent.client import AgentClient, AgentClientError, HttpAgentClient, InvalidToken
+from aami.agent.client import AgentClient, AgentClientError, HttpAgentClient
 from aami.agent.config import AgentConfig
 from aami.agent.control import SOCKET_NAME, serve_control
 from aami.agent.executor import utc_now
 from aami.agent.heartbeat import send_heartbeat
 from aami.agent.logging_setup import Masker
 from aami.agent.metrics import AgentMetrics, render, serve_metrics
-from aami.agent.poller import Poller, PollOutcome, next_delay, parse_assignments
+from aami.agent.poller import Poller, PollOutcome, next_delay
 from aami.agent.registration import NotRegistered, Registrar
 from aami.agent.reporter import Reporter
+from aami.agent.runbook import RunBookStore
 from aami.agent.runner import Runner
 from aami.agent.scheduler import RunDecision, ScheduleMemory, decide, seconds_until_next
-from aami.agent.spool import ExecutionSpool, Spool
-from aami.agent.state import StateStore, ensure_state_dir
+from aami.agent.spool import EventSpool, ExecutionSpool
+from aami.agent.state import StateStore, TrustedState, ensure_state_dir
 from aami.agent.status import build_status
 from aami.agent.wire import Assignment
 
@@ -58,11 +59,14 @@ class Agent:
         self.config = config
         limits = config.limits
         self.dir = ensure_state_dir(config.state_dir)
-        self.store = StateStore(self.dir)
-        self.state = self.store.load()
+        store = StateStore(self.dir)
+        raw = store.load_raw()
+        self.book_store = RunBookStore(self.dir)
+        self.book = self.book_store.load(raw)  # before state.json drops the old fields
+        self.trusted = TrustedState(store)
         self.masker = masker or Masker(config.logging.mask_patterns)
         self.masker.add_secret(config.bootstrap_token)
-        self.masker.add_secret(self.state.agent_token)
+        self.masker.add_secret(self.trusted.agent_token)
         self.metrics = AgentMetrics()
         self.client: AgentClient = client or HttpAgentClient(
             config.server.url, ca_file=config.server.ca_file, timeout=config.server.timeout,
@@ -73,18 +77,20 @@ class Agent:
                                    self.client.get_script, max_bytes=limits.max_script_bytes)
         self.executions = ExecutionSpool(self.dir / "spool" / "executions",
                                          max_records=limits.spool_max_records)
-        self.events = Spool(self.dir / "spool" / "events", max_records=limits.spool_max_records)
+        self.events = EventSpool(self.dir / "spool" / "events",
+                                 max_records=limits.spool_max_records)
         self.reporter = Reporter(self.client, self.executions, self.events,
                                  batch_size=limits.report_batch_size)
         self.registrar = Registrar(
-            self.client, self.store, self.state, hostname=config.agent.hostname,
+            self.client, self.trusted, hostname=config.agent.hostname,
             bootstrap_token=config.bootstrap_token, system_info=self._system_info,
             on_token=self.masker.add_secret,
         )
-        self.poller = Poller(self.client, self.registrar, self.source, self.state, self.store,
+        self.poller = Poller(self.client, self.registrar, self.source, self.trusted, self.book,
                              self.metrics, default_run_as=config.executor.run_as,
                              on_refusal=self.refused)
-        self.runner = Runner(config, self.state, self.store, self.source, self.executions,
+        self.runner = Runner(config, self.trusted, self.book, self.book_store, self.source,
+                             self.executions,
                              self.metrics, self.masker, on_refusal=self.refused,
                              on_result=self._result_ready)
         self.started = time.monotonic()
@@ -125,19 +131,18 @@ class Agent:
         self._wake_reporter.set()
 
     def assignments(self) -> list[Assignment]:
-        return parse_assignments(self.state.assignments)
+        return self.trusted.assignments()
 
     def memory(self) -> ScheduleMemory:
-        return ScheduleMemory(self.state.last_runs, self.state.once_done,
-                              set(self.state.force_done), set(self.runner.running))
+        return self.runner.memory()
 
     def poll_interval(self) -> float:
-        return self.state.poll_interval or self.config.agent.poll_interval
+        return self.trusted.poll_interval(self.config.agent.poll_interval)
 
     def status(self, daemon: str = "running") -> dict[str, Any]:
         self.metrics.spool_pending = self.executions.count() + self.events.count()
         return build_status(
-            self.state, daemon=daemon, server=self.config.server.url,
+            self.trusted.record, self.book, daemon=daemon, server=self.config.server.url,
             hostname=self.config.agent.hostname,
             spool_pending={"executions": self.executions.count(), "events": self.events.count()},
             spool_dropped=self.executions.dropped + self.events.dropped,
@@ -157,11 +162,7 @@ class Agent:
     async def report(self) -> bool:
         """Flush the spool; True when everything went out."""
         try:
-            await self.registrar.ensure()
-            stats = await self.reporter.flush()
-        except InvalidToken:
-            self.registrar.forgotten()
-            return False
+            stats = await self.registrar.call(self.reporter.flush)
         except (AgentClientError, NotRegistered) as exc:
             log.info("results stay spooled: %s", exc)
             return False
@@ -173,23 +174,20 @@ class Agent:
     async def heartbeat(self) -> bool:
         await self._refresh_system_info()
         try:
-            await self.registrar.ensure()
-            intervals = await send_heartbeat(
-                self.client, self.state, started_monotonic=self.started, system_info=self._sysinfo
-            )
-        except InvalidToken:
-            self.registrar.forgotten()
-            return False
+            intervals = await self.registrar.call(lambda: send_heartbeat(
+                self.client, self.book, started_monotonic=self.started,
+                system_info=self._sysinfo))
         except (AgentClientError, NotRegistered) as exc:
             log.debug("heartbeat failed: %s", exc)
             return False
-        changed = (self.state.poll_interval, self.state.heartbeat_interval) != (
-            float(intervals.poll_interval_seconds), float(intervals.heartbeat_interval_seconds))
-        if changed:
-            self.state.poll_interval = float(intervals.poll_interval_seconds)
-            self.state.heartbeat_interval = float(intervals.heartbeat_interval_seconds)
-            self.store.save(self.state)
+        self.trusted.set_intervals(intervals.poll_interval_seconds,
+                                   intervals.heartbeat_interval_seconds)
         return True
+
+    def save(self) -> None:
+        """Everything durable, now (end of a cycle, shutdown)."""
+        self.trusted.save()
+        self.runner.save_book()
 
     def recover(self) -> None:
         n = self.executions.recover_interrupted(utc_now())
@@ -210,8 +208,8 @@ class Agent:
         reported = await self.report()
         if await self.heartbeat():
             await self.refresh_config()
-        self.store.save(self.state)
-        all_ran = all(r is not None and r["success"] for r in records)
+        self.save()
+        all_ran = all(r is not None and r.success for r in records)
         refused = sum(self.metrics.refused.values())
         ok = outcome.ok and reported and all_ran and not refused
         log.info("cycle done: %d run(s), %d refused, report %s", len(records), refused,
@@ -245,7 +243,7 @@ class Agent:
             server.close()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.report(), 5)
-        self.store.save(self.state)
+        self.save()
         (self.dir / SOCKET_NAME).unlink(missing_ok=True)
         log.info("stopped")
         return 0
@@ -275,6 +273,7 @@ class Agent:
         while True:
             await self._refresh_system_info()
             outcome = await self.poller.poll()
+            self.runner.save_book()  # the last successful poll, for an offline `status`
             failures = 0 if outcome.ok else failures + 1
             if not outcome.ok:
                 log.warning("poll failed (%d in a row): %s", failures, outcome.message)
@@ -327,10 +326,10 @@ class Agent:
         except AgentClientError as exc:
             log.debug("config refresh failed: %s", exc)
             return
-        self.state.groups = list(remote.groups)
-        self.state.poll_interval = float(remote.poll_interval_seconds)
-        self.state.heartbeat_interval = float(remote.heartbeat_interval_seconds)
-        self.store.save(self.state)
+        with self.trusted.batch():
+            self.trusted.set_groups(remote.groups)
+            self.trusted.set_intervals(remote.poll_interval_seconds,
+                                       remote.heartbeat_interval_seconds)
 
     async def _heartbeat_loop(self) -> None:
         beats = 0
@@ -338,7 +337,7 @@ class Agent:
             if await self.heartbeat() and beats % 20 == 0:
                 await self.refresh_config()
             beats += 1
-            interval = self.state.heartbeat_interval or self.config.agent.heartbeat_interval
+            interval = self.trusted.heartbeat_interval(self.config.agent.heartbeat_interval)
             await self._sleep(interval)
 
     async def _control(self, command: str) -> dict[str, Any]:

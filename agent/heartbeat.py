@@ -12,29 +12,29 @@ from typing import Any
 
 from aami.agent import __version__
 from aami.agent.client import AgentClient
-from aami.agent.state import AgentState
+from aami.agent.runbook import RunBook
 from aami.agent.wire import Intervals
 
 
 def heartbeat_body(
-    state: AgentState, *, started_monotonic: float, system_info: Mapping[str, Any]
+    book: RunBook, *, started_monotonic: float, system_info: Mapping[str, Any]
 ) -> dict[str, Any]:
     return {
         "agent_version": __version__,
         "uptime_seconds": int(time.monotonic() - started_monotonic),
-        "scripts_total": state.scripts_total,
-        "scripts_success": state.scripts_success,
-        "scripts_failed": state.scripts_failed,
+        "scripts_total": book.scripts_total,
+        "scripts_success": book.scripts_success,
+        "scripts_failed": book.scripts_failed,
         "system_info": dict(system_info),
     }
 
 
 async def send_heartbeat(
     client: AgentClient,
-    state: AgentState,
+    book: RunBook,
     *,
     started_monotonic: float,
     system_info: Mapping[str, Any],
 ) -> Intervals:
-    body = heartbeat_body(state, started_monotonic=started_monotonic, system_info=system_info)
+    body = heartbeat_body(book, started_monotonic=started_monotonic, system_info=system_info)
     return await client.heartbeat(body)

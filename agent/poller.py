@@ -10,8 +10,9 @@ One poll:
 3. each assignment goes through `cache.ScriptSource` (fetch by hash, verify through
    `trust`, cache). Highest versions first, so rollback protection judges a pinned
    old version against the newest one in the same answer regardless of order;
-4. only the assignments that verified replace the stored set (`state.assignments`);
-   refused ones are handed to `on_refusal` (log, metric, security event) and never run.
+4. only the assignments that verified replace the stored set (`TrustedState.accept`,
+   one save, which also raises the rollback floor); refused ones are handed to
+   `on_refusal` (log, metric, security event) and never run.
 
 While the server fails, the wait between polls doubles up to `Limits.backoff_cap`;
 every wait is jittered so a fleet does not synchronise after an outage. The server's
@@ -25,12 +26,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from aami.agent.cache import ReadyScript, ScriptRefused, ScriptSource
-from aami.agent.client import AgentClient, AgentClientError, InvalidToken, NotFound
+from aami.agent.cache import ScriptRefused, ScriptSource
+from aami.agent.client import AgentClient, AgentClientError, NotFound
 from aami.agent.metrics import AgentMetrics
 from aami.agent.registration import NotRegistered, Registrar
-from aami.agent.state import AgentState, StateStore
+from aami.agent.runbook import RunBook
+from aami.agent.state import TrustedState
 from aami.agent.wire import Assignment, AssignmentSet
 from aami.trust.statement import parse_version
 
@@ -42,17 +45,6 @@ def next_delay(base: float, failures: int, *, cap: float, jitter: float, rand: f
     `rand` in [0, 1) spreads it by +-`jitter` (a fraction)."""
     delay = base if failures <= 0 else min(cap, base * 2 ** min(failures, 20))
     return max(0.5, min(cap, delay) * (1 + jitter * (2 * rand - 1)))
-
-
-def parse_assignments(raw: list[dict[str, object]]) -> list[Assignment]:
-    """The stored (already verified once) assignments, for a restart in degraded mode."""
-    out = []
-    for item in raw:
-        try:
-            out.append(Assignment.from_json(item))
-        except Exception as exc:  # a stored entry from an older agent: skip, not crash
-            log.warning("ignoring a stored assignment that no longer parses: %s", exc)
-    return out
 
 
 def _version_key(a: Assignment) -> tuple[int, int, int]:
@@ -77,8 +69,8 @@ class Poller:
         client: AgentClient,
         registrar: Registrar,
         source: ScriptSource,
-        state: AgentState,
-        store: StateStore,
+        trusted: TrustedState,
+        book: RunBook,
         metrics: AgentMetrics,
         *,
         default_run_as: str | None,
@@ -87,8 +79,8 @@ class Poller:
         self.client = client
         self.registrar = registrar
         self.source = source
-        self.state = state
-        self.store = store
+        self.trusted = trusted
+        self.book = book
         self.metrics = metrics
         self.default_run_as = default_run_as
         self.on_refusal = on_refusal
@@ -98,38 +90,34 @@ class Poller:
         """One poll; never raises for server or network trouble (the outcome says)."""
         started = time.monotonic()
         try:
-            outcome = await self._poll_once(retry_registration=True)
+            outcome = await self._poll_once()
         except NotRegistered as exc:
             outcome = PollOutcome(False, False, str(exc))
         except AgentClientError as exc:
             outcome = PollOutcome(False, False, f"server unavailable: {exc}")
         self.metrics.observe_poll(time.monotonic() - started, outcome.ok)
         if outcome.ok:
-            self.state.last_successful_poll = time.time()
+            self.book.last_successful_poll = time.time()
         return outcome
 
-    async def _poll_once(self, *, retry_registration: bool) -> PollOutcome:
-        await self.registrar.ensure()
+    async def _poll_once(self) -> PollOutcome:
         keys_stamp = self.source.keys.stamp()
-        etag = self.state.assignments_etag if keys_stamp == self._keys_seen else None
-        try:
-            answer = await self.client.get_assignments(etag)
-        except InvalidToken as exc:
-            self.registrar.forgotten()
-            if retry_registration and self.registrar.bootstrap_token:
-                return await self._poll_once(retry_registration=False)
-            raise NotRegistered(
-                "the server forgot this agent and no bootstrap token is set"
-            ) from exc
+
+        async def fetch() -> AssignmentSet | None:
+            # The ETag is read per attempt: a re-registration forgets it.
+            etag = self.trusted.etag if keys_stamp == self._keys_seen else None
+            return await self.client.get_assignments(etag)
+
+        answer = await self.registrar.call(fetch, retry=True)
         self._keys_seen = keys_stamp
         if answer is None:
-            self.store.save(self.state)  # last_successful_poll
             return PollOutcome(True, False, "assignments unchanged")
         return await self._accept(answer)
 
     async def _accept(self, answer: AssignmentSet) -> PollOutcome:
         now = datetime.now(UTC)  # one clock reading for the whole answer
-        accepted: list[tuple[Assignment, dict[str, object]]] = []
+        accepted: list[tuple[Assignment, dict[str, Any], str]] = []
+        floor = dict(self.trusted.highest_versions)  # raised as this answer verifies
         refused = 0
         pairs = sorted(zip(answer.assignments, answer.raw, strict=True),
                        key=lambda p: _version_key(p[0]), reverse=True)
@@ -137,7 +125,7 @@ class Poller:
             try:
                 ready = await self.source.load(
                     assignment,
-                    self.state.highest_versions,
+                    floor,
                     now=now,
                     run_as=assignment.run_as or self.default_run_as,
                 )
@@ -151,19 +139,12 @@ class Poller:
                 log.error("policy %s: the server has no content for script %s (%s)",
                           assignment.policy_id, assignment.script.name, assignment.script.sha256)
                 continue
-            self._remember_version(ready)
-            accepted.append((assignment, raw))
-        accepted.sort(key=lambda p: p[0].policy_id)
-        self.state.assignments = [raw for _, raw in accepted]
-        self.state.assignments_etag = answer.etag
-        self.store.save(self.state)
-        self.source.cache.prune({a.script.sha256 for a, _ in accepted})
+            name, version = ready.statement.name, ready.statement.version
+            if name not in floor or parse_version(version) > parse_version(floor[name]):
+                floor[name] = version
+            accepted.append((assignment, dict(raw), version))
+        self.trusted.accept(answer.etag, accepted)
+        self.source.cache.prune({a.script.sha256 for a, _, _ in accepted})
         msg = f"{len(accepted)} assignments verified, {refused} refused"
         log.info("assignments changed (etag %s): %s", answer.etag, msg)
         return PollOutcome(True, True, msg, accepted=len(accepted), refused=refused)
-
-    def _remember_version(self, ready: ReadyScript) -> None:
-        name, version = ready.statement.name, ready.statement.version
-        current = self.state.highest_versions.get(name)
-        if current is None or parse_version(version) > parse_version(current):
-            self.state.highest_versions[name] = version

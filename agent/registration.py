@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from aami.agent import __version__
 from aami.agent.client import AgentClient, Conflict, InvalidToken
-from aami.agent.state import AgentState, StateStore
+from aami.agent.state import TrustedState
+
+T = TypeVar("T")
 
 log = logging.getLogger("aami.agent.registration")
 
@@ -34,8 +36,7 @@ class Registrar:
     def __init__(
         self,
         client: AgentClient,
-        store: StateStore,
-        state: AgentState,
+        trusted: TrustedState,
         *,
         hostname: str,
         bootstrap_token: str | None,
@@ -43,8 +44,7 @@ class Registrar:
         on_token: Callable[[str], None] = lambda token: None,
     ) -> None:
         self.client = client
-        self.store = store
-        self.state = state
+        self.trusted = trusted
         self.hostname = hostname
         self.bootstrap_token = bootstrap_token
         self.system_info = system_info
@@ -64,9 +64,9 @@ class Registrar:
             await self._ensure_locked()
 
     async def _ensure_locked(self) -> None:
-        if self.state.agent_token:
-            self.client.set_token(self.state.agent_token)
-            self.on_token(self.state.agent_token)
+        if self.trusted.agent_token:
+            self.client.set_token(self.trusted.agent_token)
+            self.on_token(self.trusted.agent_token)
             return
         if not self.bootstrap_token:
             raise NotRegistered(
@@ -87,25 +87,50 @@ class Registrar:
                 f"hostname {self.hostname!r} is already registered and this bootstrap token does "
                 f"not allow re-binding it ({exc.message})"
             ) from exc
-        self.state.target_id = reg.target_id
-        self.state.agent_token = reg.agent_token
-        self.state.hostname = self.hostname
-        self.state.poll_interval = float(reg.poll_interval_seconds)
-        self.state.heartbeat_interval = float(reg.heartbeat_interval_seconds)
-        self.store.save(self.state)
+        with self.trusted.batch():
+            self.trusted.registered(target_id=reg.target_id, agent_token=reg.agent_token,
+                                    hostname=self.hostname)
+            self.trusted.set_intervals(reg.poll_interval_seconds, reg.heartbeat_interval_seconds)
         self.client.set_token(reg.agent_token)
         self.on_token(reg.agent_token)
         log.info("registered as target %s (hostname %s)", reg.target_id, self.hostname)
 
-    def forgotten(self) -> None:
-        """Called on 401 INVALID_TOKEN with the agent token: start over cleanly."""
+    async def call(self, op: Callable[[], Awaitable[T]], *, retry: bool = False) -> T:
+        """Run one agent-token request, registering first if needed.
+
+        The one place a lost token is handled: on 401 INVALID_TOKEN the identity is
+        forgotten and, with `retry` and a bootstrap token, the agent re-registers and
+        tries once more; otherwise `NotRegistered` says why."""
+        await self.ensure()
+        used = self.trusted.agent_token
+        try:
+            return await op()
+        except InvalidToken as exc:
+            self.forgotten(used)
+            if not (retry and self.bootstrap_token):
+                raise NotRegistered(
+                    "the server no longer accepts this agent's token"
+                    + ("" if self.bootstrap_token else " and no bootstrap token is set")
+                ) from exc
+        await self.ensure()
+        try:
+            return await op()
+        except InvalidToken as exc:
+            self.forgotten(self.trusted.agent_token)
+            raise NotRegistered("the server refused the freshly issued agent token") from exc
+
+    def forgotten(self, token: str | None) -> None:
+        """On 401 INVALID_TOKEN for `token`: start over cleanly. A request that was in
+        flight with an older token must not wipe the one a concurrent re-registration
+        just stored."""
+        if token != self.trusted.agent_token or not token:
+            return
         log.warning(
             "the server no longer accepts this agent's token (target %s); %s",
-            self.state.target_id,
+            self.trusted.target_id,
             "re-registering with the bootstrap token" if self.bootstrap_token
             else "no bootstrap token is configured: running the last verified assignments "
             "until an operator re-registers this node",
         )
-        self.state.forget_registration()
-        self.store.save(self.state)
+        self.trusted.forget_registration()
         self.client.set_token(None)

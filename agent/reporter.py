@@ -19,9 +19,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aami.agent.client import AgentClient, InvalidToken, PayloadTooLarge, ServerRefused
+from aami.agent.records import ExecutionReport, SecurityEvent
 from aami.agent.spool import Spool
 from aami.agent.wire import Ack
 
@@ -30,6 +31,7 @@ log = logging.getLogger("aami.agent.reporter")
 SHORT_OUTPUT = 4096
 
 Send = Callable[[Sequence[Mapping[str, Any]]], Awaitable[Ack]]
+R = TypeVar("R", ExecutionReport, SecurityEvent)
 
 
 @dataclass
@@ -39,19 +41,14 @@ class ReportStats:
     dropped: int = 0
 
 
-def shorten(record: Mapping[str, Any], keep: int = SHORT_OUTPUT) -> dict[str, Any]:
-    """The same record with stdout/stderr cut to their last `keep` characters."""
-    out = dict(record)
-    for name in ("stdout", "stderr"):
-        text = str(out.get(name) or "")
-        if len(text) > keep:
-            out[name] = f"[aami-agent: cut to the last {keep} characters to fit]\n{text[-keep:]}"
-    return out
-
-
 class Reporter:
     def __init__(
-        self, client: AgentClient, executions: Spool, events: Spool, *, batch_size: int
+        self,
+        client: AgentClient,
+        executions: Spool[ExecutionReport],
+        events: Spool[SecurityEvent],
+        *,
+        batch_size: int,
     ) -> None:
         self.client = client
         self.executions = executions
@@ -65,19 +62,19 @@ class Reporter:
         await self._drain(self.executions, self.client.post_executions, stats)
         return stats
 
-    async def _drain(self, spool: Spool, send: Send, stats: ReportStats) -> None:
+    async def _drain(self, spool: Spool[R], send: Send, stats: ReportStats) -> None:
         while batch := spool.pending(self.batch_size):
             await self._send(spool, send, batch, stats)
 
     async def _send(
         self,
-        spool: Spool,
+        spool: Spool[R],
         send: Send,
-        batch: list[tuple[Path, dict[str, Any]]],
+        batch: list[tuple[Path, R]],
         stats: ReportStats,
     ) -> None:
         try:
-            ack = await send([record for _, record in batch])
+            ack = await send([record.to_json() for _, record in batch])
         except PayloadTooLarge:
             if len(batch) > 1:
                 await self._split(spool, send, batch, stats)
@@ -99,13 +96,13 @@ class Reporter:
         spool.remove([path for path, _ in batch])
 
     async def _split(
-        self, spool: Spool, send: Send, batch: list[tuple[Path, dict[str, Any]]], stats: ReportStats
+        self, spool: Spool[R], send: Send, batch: list[tuple[Path, R]], stats: ReportStats
     ) -> None:
         half = len(batch) // 2
         await self._send(spool, send, batch[:half], stats)
         await self._send(spool, send, batch[half:], stats)
 
-    def _reject(self, spool: Spool, path: Path, exc: ServerRefused, stats: ReportStats) -> None:
+    def _reject(self, spool: Spool[R], path: Path, exc: ServerRefused, stats: ReportStats) -> None:
         log.error("the server rejected spooled record %s (%s); kept as %s.rejected",
                   path.name, exc, path.name)
         path.rename(path.with_name(path.name + ".rejected"))
@@ -113,13 +110,14 @@ class Reporter:
         stats.dropped += 1
 
     async def _send_one_shortened(
-        self, spool: Spool, send: Send, item: tuple[Path, dict[str, Any]], stats: ReportStats
+        self, spool: Spool[R], send: Send, item: tuple[Path, R], stats: ReportStats
     ) -> None:
         path, record = item
+        short = record.shortened(SHORT_OUTPUT) if isinstance(record, ExecutionReport) else record
         try:
-            ack = await send([shorten(record)])
+            ack = await send([short.to_json()])
         except PayloadTooLarge:
-            log.error("record %s is too large for the server even shortened; dropped", record["id"])
+            log.error("record %s is too large for the server even shortened; dropped", record.id)
             spool.remove([path])
             spool.add_dropped(1)
             stats.dropped += 1

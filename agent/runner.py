@@ -5,8 +5,8 @@
    here. A refusal drops the assignment from the active set until the server changes
    its answer, and is reported once.
 2. Record the schedule decision (last start, once-key, honoured force token) in the
-   state file *before* starting, so a crash can never cause a second run of a once
-   policy or a replayed force-run.
+   run book (`runbook.RunBook`, owned here) *before* starting, so a crash can never
+   cause a second run of a once policy or a replayed force-run.
 3. Write the running marker (execution id made now, before the run).
 4. Execute under the concurrency limit.
 5. Mask secrets in the output, write the finished record durably, drop the marker,
@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,9 +30,11 @@ from aami.agent.config import AgentConfig
 from aami.agent.executor import ExecutionRequest, ExecutionResult, execute, utc_now
 from aami.agent.logging_setup import Masker
 from aami.agent.metrics import AgentMetrics, record_script_output
-from aami.agent.scheduler import RunDecision, once_key
+from aami.agent.records import ExecutionReport
+from aami.agent.runbook import RunBook, RunBookStore
+from aami.agent.scheduler import RunDecision, ScheduleMemory
 from aami.agent.spool import ExecutionSpool
-from aami.agent.state import AgentState, StateStore
+from aami.agent.state import TrustedState
 
 log = logging.getLogger("aami.agent.runner")
 
@@ -40,8 +43,9 @@ class Runner:
     def __init__(
         self,
         config: AgentConfig,
-        state: AgentState,
-        store: StateStore,
+        trusted: TrustedState,
+        book: RunBook,
+        book_store: RunBookStore,
         source: ScriptSource,
         spool: ExecutionSpool,
         metrics: AgentMetrics,
@@ -51,8 +55,9 @@ class Runner:
         on_result: Callable[[], None],
     ) -> None:
         self.config = config
-        self.state = state
-        self.store = store
+        self.trusted = trusted
+        self.book = book
+        self.book_store = book_store
         self.source = source
         self.spool = spool
         self.metrics = metrics
@@ -62,10 +67,16 @@ class Runner:
         self.slots = asyncio.Semaphore(config.executor.max_concurrent)
         self.running: dict[int, str] = {}  # policy id -> execution id
 
+    def memory(self) -> ScheduleMemory:
+        return self.book.memory(self.running)
+
+    def save_book(self) -> None:
+        self.book_store.save(self.book)
+
     def run_as_for(self, decision: RunDecision) -> str | None:
         return decision.assignment.run_as or self.config.executor.run_as
 
-    async def run(self, decision: RunDecision) -> dict[str, Any] | None:
+    async def run(self, decision: RunDecision) -> ExecutionReport | None:
         """Run one decision; returns the spooled record, or None if nothing ran."""
         a = decision.assignment
         self.running[a.policy_id] = ""
@@ -83,48 +94,31 @@ class Runner:
         try:
             return await self.source.load(
                 a,
-                self.state.highest_versions,
+                self.trusted.highest_versions,
                 now=datetime.now(UTC),
                 run_as=self.run_as_for(decision),
             )
         except ScriptRefused as exc:
             self.on_refusal(exc, a)
-            # Out of the active set until the server's answer changes.
-            self.state.assignments = [
-                raw for raw in self.state.assignments if raw.get("policy_id") != a.policy_id
-            ]
-            self.store.save(self.state)
+            self.trusted.refuse_policy(a.policy_id)
             return None
         except AgentClientError as exc:
             log.warning("policy %s: script %s not cached and the server is unavailable (%s)",
                         a.policy_id, a.script.name, exc)
             return None
 
-    def _remember_decision(self, decision: RunDecision) -> None:
-        a, key = decision.assignment, str(decision.assignment.policy_id)
-        if decision.trigger == "force" and a.force_token:
-            self.state.remember_force(a.force_token, self.config.limits.force_tokens_kept)
-        elif decision.trigger == "once":
-            self.state.once_done[key] = once_key(a.script.sha256, a.params)
-        else:
-            self.state.last_runs[key] = time.time()
-        self.store.save(self.state)
-
-    async def _execute(self, decision: RunDecision, ready: ReadyScript) -> dict[str, Any]:
+    async def _execute(self, decision: RunDecision, ready: ReadyScript) -> ExecutionReport:
         a, st = decision.assignment, ready.statement
         execution_id = str(uuid.uuid4())
         self.running[a.policy_id] = execution_id
-        self._remember_decision(decision)
-        skeleton = {
-            "id": execution_id,
-            "policy_id": a.policy_id,
-            "script_name": st.name,
-            "script_version": st.version,
-            "script_hash": st.sha256,
-            "started_at": utc_now(),
-            "trigger": decision.trigger,
-            "force_token": decision.force_token,
-        }
+        self.book.remember(decision, now=time.time(),
+                           force_kept=self.config.limits.force_tokens_kept)
+        self.save_book()
+        skeleton = ExecutionReport(
+            id=execution_id, policy_id=a.policy_id, script_name=st.name,
+            script_version=st.version, script_hash=st.sha256, started_at=utc_now(),
+            trigger=decision.trigger, force_token=decision.force_token,
+        )
         self.spool.mark_running(skeleton)
         timeout = float(
             a.timeout_seconds or st.timeout_seconds or self.config.executor.default_timeout
@@ -142,7 +136,7 @@ class Runner:
                 params=a.params,
                 timeout=timeout,
                 run_as=self.run_as_for(decision),
-                target_id=self.state.target_id,
+                target_id=self.trusted.target_id,
                 hostname=self.config.agent.hostname,
             ),
             output_limit=self.config.executor.output_limit,
@@ -154,30 +148,27 @@ class Runner:
         self.on_result()
         return record
 
-    def _record(self, skeleton: dict[str, Any], result: ExecutionResult) -> dict[str, Any]:
+    def _record(self, skeleton: ExecutionReport, result: ExecutionResult) -> ExecutionReport:
         mask = self.masker.mask
-        return {
-            **skeleton,
-            "started_at": result.started_at,
-            "finished_at": result.finished_at,
-            "duration_ms": result.duration_ms,
-            "exit_code": result.exit_code,
-            "success": result.success,
-            "stdout": mask(result.stdout),
-            "stderr": mask(result.stderr),
-            "error_message": mask(result.error_message) if result.error_message else None,
-        }
+        return replace(
+            skeleton,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+            duration_ms=result.duration_ms,
+            exit_code=result.exit_code,
+            success=result.success,
+            stdout=mask(result.stdout),
+            stderr=mask(result.stderr),
+            error_message=mask(result.error_message) if result.error_message else None,
+        )
 
     def _count(self, script_name: str, result: ExecutionResult) -> None:
-        self.state.scripts_total += 1
-        if result.success:
-            self.state.scripts_success += 1
-        else:
-            self.state.scripts_failed += 1
+        self.book.count(result.success)
+        if not result.success:
             self.metrics.failed += 1
         if result.timed_out:
             self.metrics.timeouts += 1
-        self.store.save(self.state)
+        self.save_book()
         level = logging.INFO if result.success else logging.WARNING
         log.log(level, "%s finished: exit %s in %d ms%s", script_name, result.exit_code,
                 result.duration_ms, f" ({result.error_message})" if result.error_message else "")

@@ -25,24 +25,34 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aami.agent.atomicfile import atomic_write, fsync_dir
+from aami.agent.records import INTERRUPTED_MESSAGE, ExecutionReport, SecurityEvent
 
 log = logging.getLogger("aami.agent.spool")
 
-INTERRUPTED_MESSAGE = "interrupted: the agent stopped while the script was running"
+__all__ = ["INTERRUPTED_MESSAGE", "EventSpool", "ExecutionSpool", "Spool"]
 
 
-class Spool:
-    """A directory of JSON records, oldest first, bounded, durable."""
+R = TypeVar("R")
 
-    def __init__(self, directory: str | os.PathLike[str], *, max_records: int) -> None:
+
+class Spool(Generic[R]):
+    """A directory of JSON records, oldest first, bounded, durable.
+
+    `decode` turns a stored JSON object back into the typed record (the plain spool
+    hands back the dict); a stored object it refuses is set aside like a torn file.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, max_records: int,
+                 decode: Callable[[Any], R] | None = None) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.max_records = max_records
+        self._decode: Callable[[Any], R] = decode or (lambda data: data)
         self._dropped_path = self.dir / "dropped"
 
     # -- bookkeeping -----------------------------------------------------------------
@@ -68,10 +78,11 @@ class Spool:
 
     # -- write and read -----------------------------------------------------------------
 
-    def put(self, record: Mapping[str, Any]) -> None:
+    def put(self, record: R) -> None:
         """Durably store one record (its `id` names the file)."""
-        name = f"{time.time_ns():020d}-{record['id']}.json"
-        atomic_write(self.dir / name, json.dumps(record, sort_keys=True).encode())
+        data = _encode(record)
+        name = f"{time.time_ns():020d}-{data['id']}.json"
+        atomic_write(self.dir / name, json.dumps(data, sort_keys=True).encode())
         records = self._records()
         excess = len(records) - self.max_records
         if excess > 0:
@@ -84,15 +95,15 @@ class Spool:
                 self.dir.name, self.max_records, excess, self.dropped,
             )
 
-    def pending(self, limit: int) -> list[tuple[Path, dict[str, Any]]]:
+    def pending(self, limit: int) -> list[tuple[Path, R]]:
         """Up to `limit` records, oldest first; unreadable files are set aside."""
-        out: list[tuple[Path, dict[str, Any]]] = []
+        out: list[tuple[Path, R]] = []
         for path in self._records():
             if len(out) >= limit:
                 break
             try:
-                out.append((path, json.loads(path.read_bytes())))
-            except (OSError, ValueError) as exc:
+                out.append((path, self._decode(json.loads(path.read_bytes()))))
+            except (OSError, ValueError, TypeError) as exc:
                 log.error("spool record %s is unreadable (%s); set aside", path.name, exc)
                 os.replace(path, path.with_name(path.name + ".corrupt"))
         return out
@@ -104,18 +115,35 @@ class Spool:
             fsync_dir(self.dir)
 
 
-class ExecutionSpool(Spool):
-    """A spool that also knows which runs were in flight."""
+def _encode(record: Any) -> dict[str, Any]:
+    data = record.to_json() if hasattr(record, "to_json") else dict(record)
+    if not isinstance(data.get("id"), str):
+        raise ValueError("a spooled record needs a string id")
+    return data
 
-    def mark_running(self, record: Mapping[str, Any]) -> None:
+
+class EventSpool(Spool[SecurityEvent]):
+    """Security events waiting to be reported."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, max_records: int) -> None:
+        super().__init__(directory, max_records=max_records, decode=SecurityEvent.from_json)
+
+
+class ExecutionSpool(Spool[ExecutionReport]):
+    """Execution reports, and the markers of the runs that were in flight."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, max_records: int) -> None:
+        super().__init__(directory, max_records=max_records, decode=ExecutionReport.from_json)
+
+    def mark_running(self, report: ExecutionReport) -> None:
         """Before the script starts: enough to report the run if we die mid-way."""
-        atomic_write(self.dir / f"{record['id']}.running", json.dumps(record).encode())
+        atomic_write(self.dir / f"{report.id}.running", json.dumps(report.to_json()).encode())
 
-    def complete(self, record: Mapping[str, Any]) -> None:
+    def complete(self, report: ExecutionReport) -> None:
         """The finished record first, then the marker goes (a crash between the two
         leaves both; recovery sees the record and only removes the marker)."""
-        self.put(record)
-        (self.dir / f"{record['id']}.running").unlink(missing_ok=True)
+        self.put(report)
+        (self.dir / f"{report.id}.running").unlink(missing_ok=True)
         fsync_dir(self.dir)
 
     def running_ids(self) -> list[str]:
@@ -128,31 +156,18 @@ class ExecutionSpool(Spool):
             record_id = marker.name[: -len(".running")]
             if not self.has(record_id):
                 try:
-                    started = json.loads(marker.read_bytes())
-                except (OSError, ValueError):
+                    started = ExecutionReport.from_json(json.loads(marker.read_bytes()))
+                except (OSError, ValueError, TypeError):
                     log.error("running marker %s is unreadable; set aside", marker.name)
                     os.replace(marker, marker.with_name(marker.name + ".corrupt"))
                     continue
-                self.put(interrupted_record(started, finished_at))
+                self.put(started.interrupted(finished_at))
                 recovered += 1
                 log.warning(
                     "execution %s of %s was interrupted by an agent stop; reporting it",
-                    record_id, started.get("script_name"),
+                    record_id, started.script_name,
                 )
             marker.unlink(missing_ok=True)
         fsync_dir(self.dir)
         return recovered
 
-
-def interrupted_record(started: Mapping[str, Any], finished_at: str) -> dict[str, Any]:
-    """The report for a run whose outcome nobody saw (same id as its marker)."""
-    return {
-        **started,
-        "finished_at": finished_at,
-        "duration_ms": started.get("duration_ms") or 0,
-        "exit_code": None,
-        "success": False,
-        "stdout": "",
-        "stderr": "",
-        "error_message": INTERRUPTED_MESSAGE,
-    }

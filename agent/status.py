@@ -7,6 +7,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from aami.agent import __version__
+from aami.agent.runbook import RunBook
 from aami.agent.state import AgentState
 
 
@@ -18,6 +19,7 @@ def _ts(value: float | None) -> str | None:
 
 def build_status(
     state: AgentState,
+    book: RunBook,
     *,
     daemon: str,
     server: str,
@@ -40,7 +42,7 @@ def build_status(
             "version": script.get("version"),
             "mode": schedule.get("mode"),
             "interval_seconds": schedule.get("interval_seconds"),
-            "last_run": _ts(state.last_runs.get(str(pid))),
+            "last_run": _ts(book.last_runs.get(str(pid))),
             "running": pid in running,
         })
     return {
@@ -51,11 +53,11 @@ def build_status(
         "registered": state.registered,
         "target_id": state.target_id,
         "groups": list(state.groups),
-        "last_successful_poll": _ts(state.last_successful_poll),
+        "last_successful_poll": _ts(book.last_successful_poll),
         "assignments": assignments,
-        "scripts_total": state.scripts_total,
-        "scripts_success": state.scripts_success,
-        "scripts_failed": state.scripts_failed,
+        "scripts_total": book.scripts_total,
+        "scripts_success": book.scripts_success,
+        "scripts_failed": book.scripts_failed,
         "spool_pending": dict(spool_pending),
         "spool_dropped": spool_dropped,
         "refused": dict(refused or {}),

@@ -172,7 +172,7 @@ def test_server_down_for_several_cycles_every_result_arrives_once(
             agent.send_signal(signal.SIGTERM)
             agent.wait(timeout=30)
             assert agent.returncode == 0, (tmp_path / "agent.log").read_text()
-            total = json.loads((state / "state.json").read_text())["scripts_total"]
+            total = json.loads((state / "runs.json").read_text())["scripts_total"]
             reply = http("GET", f"{s.server.url}/api/v1/executions?limit=500",
                          token=s.admin)
             ids = [r["id"] for r in reply.json["data"]]

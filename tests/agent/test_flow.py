@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 
 from aami.agent.daemon import Agent
+from aami.agent.records import ExecutionReport
 from aami.agent.reporter import Reporter
-from aami.agent.spool import Spool
+from aami.agent.spool import EventSpool, ExecutionSpool
 from tests.agent.conftest import InMemoryServer, Publisher, make_config
 
 METRICS_SCRIPT = b"""echo '{"metrics": [{"name": "disk_used_percent", "value": 42.5,
@@ -38,7 +39,7 @@ def test_register_run_report(tmp_path: Path, publisher: Publisher, server: InMem
     assert record["started_at"].endswith("Z") and record["finished_at"].endswith("Z")
     assert record["force_token"] is None and record["duration_ms"] >= 0
     assert server.heartbeats and server.heartbeats[0]["scripts_total"] == 1
-    assert "config" in server.calls and agent.state.groups == ["gpu", "ml"]
+    assert "config" in server.calls and agent.trusted.groups == ["gpu", "ml"]
     assert server.heartbeats[0]["system_info"]["cpus"] >= 1
     prom = (tmp_path / "textfile" / "disk.prom").read_text()
     assert 'disk_used_percent{mount="/"} 42.5' in prom
@@ -57,7 +58,7 @@ def test_server_down_keeps_running_last_verified_and_delivers_exactly_once(
     server.down = True
     for _ in range(3):  # three cycles, each a fresh process reading the state file
         agent = Agent(config, client=server)
-        agent.state.last_runs["1"] = 0
+        agent.book.last_runs["1"] = 0
         assert run_once(agent) == 1  # poll and report failed...
     assert agent.executions.count() == 3  # ...but the runs happened and were spooled
     assert len(server.executions) == 1
@@ -77,7 +78,7 @@ def test_server_forgot_the_agent_re_registers_with_bootstrap(
     server.forget_token = True
     server.changed()
     agent = Agent(config, client=server)
-    agent.state.last_runs["1"] = 0
+    agent.book.last_runs["1"] = 0
     assert run_once(agent) == 0
     assert server.registrations == 2 and len(server.executions) == 2
 
@@ -93,7 +94,7 @@ def test_forgotten_without_bootstrap_keeps_running_verified_assignments(
     (tmp_path / "ran").unlink()
     server.forget_token = True
     agent = Agent(replace(config, bootstrap_token=None), client=server)
-    agent.state.last_runs["1"] = 0
+    agent.book.last_runs["1"] = 0
     assert run_once(agent) == 1
     assert (tmp_path / "ran").exists()
     assert "no bootstrap token" in caplog.text
@@ -147,18 +148,26 @@ def test_secrets_are_masked_in_reported_output(
     assert record["stdout"] == "*** ***\n"
 
 
+def report(record_id: str, **kw: object) -> ExecutionReport:
+    fields: dict[str, object] = {
+        "policy_id": 1, "script_name": "s", "script_version": "1.0.0", "script_hash": "a" * 64,
+        "started_at": "2026-01-01T00:00:00.000Z", **kw}
+    return ExecutionReport(id=record_id, **fields)  # type: ignore[arg-type]
+
+
 def test_reporter_splits_batches_on_413_and_is_idempotent(tmp_path: Path) -> None:
     server = InMemoryServer(max_batch=3)
     server.issued, server.token = ["t"], "t"
-    executions = Spool(tmp_path / "x", max_records=100)
+    executions = ExecutionSpool(tmp_path / "x", max_records=100)
     for i in range(10):
-        executions.put({"id": f"id-{i}", "stdout": ""})
-    reporter = Reporter(server, executions, Spool(tmp_path / "e", max_records=10), batch_size=8)
+        executions.put(report(f"id-{i}"))
+    reporter = Reporter(server, executions, EventSpool(tmp_path / "e", max_records=10),
+                        batch_size=8)
     stats = asyncio.run(reporter.flush())
     assert stats.accepted == 10 and len(server.executions) == 10 and executions.count() == 0
     # A crash after the server acknowledged but before the spool was cleared: re-sent,
     # counted as duplicates, stored once.
-    executions.put({"id": "id-3", "stdout": ""})
+    executions.put(report("id-3"))
     stats = asyncio.run(reporter.flush())
     assert stats.duplicates == 1 and len(server.executions) == 10
 
@@ -174,9 +183,9 @@ def test_single_record_too_large_is_shortened(tmp_path: Path) -> None:
 
     server = Picky()
     server.issued, server.token = ["t"], "t"
-    executions = Spool(tmp_path / "x", max_records=10)
-    executions.put({"id": "big", "stdout": "x" * 50_000 + "END"})
-    asyncio.run(Reporter(server, executions, Spool(tmp_path / "e", max_records=10),
+    executions = ExecutionSpool(tmp_path / "x", max_records=10)
+    executions.put(report("big", stdout="x" * 50_000 + "END"))
+    asyncio.run(Reporter(server, executions, EventSpool(tmp_path / "e", max_records=10),
                          batch_size=5).flush())
     assert server.executions["big"]["stdout"].endswith("END")
     assert "cut to the last" in server.executions["big"]["stdout"]
@@ -187,16 +196,16 @@ def test_record_the_server_rejects_is_set_aside_not_blocking(tmp_path: Path) -> 
 
     class Strict(InMemoryServer):
         async def post_executions(self, records):  # type: ignore[no-untyped-def]
-            if any(r.get("bad") for r in records):
+            if any(r["script_name"] == "bad" for r in records):
                 raise ServerRefused(422, "VALIDATION_ERROR", "body.executions[0]: bad")
             return await super().post_executions(records)
 
     server = Strict()
     server.issued, server.token = ["t"], "t"
-    executions = Spool(tmp_path / "x", max_records=10)
+    executions = ExecutionSpool(tmp_path / "x", max_records=10)
     for i in range(4):
-        executions.put({"id": f"id-{i}", "bad": i == 2})
-    stats = asyncio.run(Reporter(server, executions, Spool(tmp_path / "e", max_records=10),
+        executions.put(report(f"id-{i}", **({"script_name": "bad"} if i == 2 else {})))
+    stats = asyncio.run(Reporter(server, executions, EventSpool(tmp_path / "e", max_records=10),
                                  batch_size=10).flush())
     assert sorted(server.executions) == ["id-0", "id-1", "id-3"]
     assert stats.dropped == 1 and executions.count() == 0

@@ -10,11 +10,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from aami.agent.atomicfile import atomic_write
+from aami.agent.records import ExecutionReport
 from aami.agent.reporter import Reporter
-from aami.agent.spool import INTERRUPTED_MESSAGE, ExecutionSpool, Spool
+from aami.agent.spool import INTERRUPTED_MESSAGE, EventSpool, ExecutionSpool, Spool
 from aami.agent.state import AgentState, StateStore
 from tests.agent.conftest import InMemoryServer
 
@@ -84,18 +86,19 @@ CRASHING_RUN = textwrap.dedent(
     """
     import asyncio, sys
     from aami.agent.executor import ExecutionRequest, execute, utc_now
+    from aami.agent.records import ExecutionReport
     from aami.agent.spool import ExecutionSpool
 
     spool = ExecutionSpool(sys.argv[1], max_records=100)
-    skeleton = {"id": "6f1c1d52-0d7e-4d47-9a57-1f6f0b8d0001", "policy_id": 4,
-                "script_name": "slow", "script_version": "1.0.0", "script_hash": "a" * 64,
-                "started_at": utc_now(), "trigger": "schedule", "force_token": None}
+    skeleton = ExecutionReport(
+        id="6f1c1d52-0d7e-4d47-9a57-1f6f0b8d0001", policy_id=4, script_name="slow",
+        script_version="1.0.0", script_hash="a" * 64, started_at=utc_now(), trigger="schedule")
     spool.mark_running(skeleton)
     print("started", flush=True)
     body = f"echo $$ > {sys.argv[2]}; exec sleep 300".encode()
-    req = ExecutionRequest(skeleton["id"], "slow", "1.0.0", body, "bash", {}, 600)
+    req = ExecutionRequest(skeleton.id, "slow", "1.0.0", body, "bash", {}, 600)
     result = asyncio.run(execute(req, output_limit=1000, kill_grace=1))
-    spool.complete({**skeleton, "success": result.success})
+    spool.complete(skeleton)
     """
 )
 
@@ -121,7 +124,8 @@ def test_kill_9_mid_run_is_reported_interrupted_exactly_once(tmp_path: Path) -> 
     server = InMemoryServer()
     server.issued = ["t"]
     server.token = "t"
-    reporter = Reporter(server, spool, Spool(tmp_path / "events", max_records=10), batch_size=10)
+    reporter = Reporter(server, spool, EventSpool(tmp_path / "events", max_records=10),
+                        batch_size=10)
     asyncio.run(reporter.flush())
     ExecutionSpool(spool_dir, max_records=100).recover_interrupted("2026-01-01T00:00:02.000Z")
     asyncio.run(reporter.flush())
@@ -133,9 +137,63 @@ def test_kill_9_mid_run_is_reported_interrupted_exactly_once(tmp_path: Path) -> 
 
 def test_crash_between_record_and_marker_removal_reports_once(tmp_path: Path) -> None:
     spool = ExecutionSpool(tmp_path, max_records=10)
-    skeleton = {"id": "abc-1", "script_name": "s"}
+    skeleton = ExecutionReport(id="abc-1", policy_id=None, script_name="s", script_version="1",
+                               script_hash="a", started_at="t")
     spool.mark_running(skeleton)
-    spool.put({**skeleton, "success": True})  # the crash hits before the marker goes
+    spool.put(replace(skeleton, success=True))  # the crash hits before the marker goes
     assert spool.recover_interrupted("t") == 0
-    assert [r["success"] for _, r in spool.pending(10)] == [True]
+    assert [r.success for _, r in spool.pending(10)] == [True]
     assert spool.running_ids() == []
+
+
+OLD_SPOOL_RECORD = {  # exactly what the agent before typed records wrote
+    "id": "6f1c1d52-0d7e-4d47-9a57-1f6f0b8d0002", "policy_id": 2, "script_name": "disk",
+    "script_version": "1.0.0", "script_hash": "b" * 64, "started_at": "2026-01-01T00:00:00.000Z",
+    "trigger": "schedule", "force_token": None, "finished_at": "2026-01-01T00:00:01.000Z",
+    "duration_ms": 1000, "exit_code": 0, "success": True, "stdout": "ok\n", "stderr": "",
+    "error_message": None,
+}
+OLD_MARKER = {k: OLD_SPOOL_RECORD[k] for k in (
+    "policy_id", "script_name", "script_version", "script_hash", "started_at", "trigger",
+    "force_token")} | {"id": "6f1c1d52-0d7e-4d47-9a57-1f6f0b8d0003"}
+OLD_EVENT = {"id": "6f1c1d52-0d7e-4d47-9a57-1f6f0b8d0004", "occurred_at": "2026-01-01T00:00:00Z",
+             "policy_id": 1, "script_name": "x", "script_version": "1.0.0", "script_hash": "c",
+             "reason": "bad_signature", "message": "nope"}
+
+
+def test_a_spool_written_by_the_old_agent_is_still_reported(tmp_path: Path) -> None:
+    """Upgrade: records, markers and events written as plain dicts by the previous
+    agent are read back as typed records and reported unchanged."""
+    executions, events = tmp_path / "executions", tmp_path / "events"
+    executions.mkdir()
+    events.mkdir()
+    (executions / f"00000000000000000001-{OLD_SPOOL_RECORD['id']}.json").write_text(
+        json.dumps(OLD_SPOOL_RECORD, sort_keys=True))
+    (executions / f"{OLD_MARKER['id']}.running").write_text(json.dumps(OLD_MARKER))
+    (events / f"00000000000000000001-{OLD_EVENT['id']}.json").write_text(json.dumps(OLD_EVENT))
+    spool = ExecutionSpool(executions, max_records=10)
+    assert spool.recover_interrupted("2026-01-01T00:00:05.000Z") == 1
+    server = InMemoryServer()
+    server.issued, server.token = ["t"], "t"
+    asyncio.run(Reporter(server, spool, EventSpool(events, max_records=10), batch_size=10).flush())
+    assert server.executions[OLD_SPOOL_RECORD["id"]] == OLD_SPOOL_RECORD
+    interrupted = server.executions[OLD_MARKER["id"]]
+    assert interrupted["error_message"] == INTERRUPTED_MESSAGE
+    assert interrupted["policy_id"] == 2 and interrupted["success"] is False
+    assert server.events[OLD_EVENT["id"]] == OLD_EVENT
+
+
+def test_state_written_by_the_old_agent_keeps_its_schedule_memory(tmp_path: Path) -> None:
+    """Upgrade: schedule memory and counters move from state.json to runs.json."""
+    from aami.agent.runbook import RunBookStore
+
+    old = {"version": 1, "target_id": 3, "agent_token": "tok-123456", "last_runs": {"1": 5.0},
+           "once_done": {"2": "k"}, "force_done": ["f1"], "scripts_total": 9,
+           "scripts_success": 8, "scripts_failed": 1, "last_successful_poll": 7.0}
+    (tmp_path / "state.json").write_text(json.dumps(old))
+    book = RunBookStore(tmp_path).load(StateStore(tmp_path).load_raw())
+    assert (book.last_runs, book.once_done, book.force_done) == ({"1": 5.0}, {"2": "k"}, ["f1"])
+    assert (book.scripts_total, book.last_successful_poll) == (9, 7.0)
+    StateStore(tmp_path).save(StateStore(tmp_path).load())  # the new agent rewrites state
+    again = RunBookStore(tmp_path).load(StateStore(tmp_path).load_raw())
+    assert again == book and StateStore(tmp_path).load().agent_token == "tok-123456"

@@ -108,7 +108,7 @@ def test_tampered_script_is_refused_and_reported(
     assert agent.metrics.refused == {reason: 1}
     assert f'aami_agent_scripts_refused_total{{reason="{reason}"}} 1' in agent.metrics_page()
     assert list((Path(config.state_dir) / "scripts").iterdir()) == []  # nothing cached
-    assert agent.state.assignments == []
+    assert agent.trusted.assignments() == []
 
 
 def test_genuine_script_runs(tmp_path: Path, publisher: Publisher, server: InMemoryServer) -> None:
@@ -128,12 +128,12 @@ def test_key_revoked_after_the_poll_stops_the_next_run(
     assert asyncio.run(agent.run_once()) == 0
     (tmp_path / "ran").unlink()
     (publisher.keys_dir / "ops.pub").rename(publisher.keys_dir / "ops.pub.revoked")
-    agent.state.last_runs["1"] = 0  # due again
+    agent.book.last_runs["1"] = 0  # due again
     decision = agent.due()[0]
     assert asyncio.run(agent.runner.run(decision)) is None
     assert not (tmp_path / "ran").exists()
     assert agent.metrics.refused == {"revoked_key": 1}
-    assert agent.state.assignments == []  # dropped until the server's answer changes
+    assert agent.trusted.assignments() == []  # dropped until the server's answer changes
 
 
 def test_cache_file_altered_on_disk_is_not_trusted(
@@ -145,7 +145,7 @@ def test_cache_file_altered_on_disk_is_not_trusted(
     asyncio.run(agent.run_once())
     cached = Path(config.state_dir) / "scripts" / item["script"]["sha256"]
     cached.write_bytes(b"echo evil > " + str(tmp_path / "evil").encode())
-    agent.state.last_runs["1"] = 0
+    agent.book.last_runs["1"] = 0
     server.down = True  # cannot re-fetch either
     assert asyncio.run(agent.runner.run(agent.due()[0])) is None
     assert not (tmp_path / "evil").exists() and not cached.exists()
