@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo run test test-fast lint bench bench-agent bench-server binaries bundle system-test clean
+.PHONY: help install demo run test test-fast lint bench bench-agent bench-server binaries bundle system-test clean catalog
 
 help:
 	@echo "make install   create $(VENV) and install aami with its dev tools"
@@ -15,6 +15,7 @@ help:
 	@echo "make binaries  single-file binaries in dist/ (PyInstaller) and the static agent (staticx)"
 	@echo "make bundle    binaries plus the signed offline bundle in dist/ (AAMI_RELEASE_KEY=release.key)"
 	@echo "make system-test  the real-systemd tier alone (tests/system: nspawn containers, as root)"
+	@echo "make catalog   sign the check catalog (checks/) into build/catalog/: PUBLISHER_KEY=ops.key"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +79,25 @@ dist/aami-agent-static: dist/aami-agent
 
 binaries: dist/aami-agent dist/aami-server dist/aami dist/aami-agent-static
 	@$(BUILD_BIN) summary
+
+# The check catalog (checks/, docs/checks.md) signed into $(CATALOG_DIR)/*.signed.json,
+# the folder `aami bundle build --scripts` takes. The site's publisher key signs it:
+#   make catalog PUBLISHER_KEY=/secure/ops.key [RUNNER_USER=aami-runner]
+# Without PUBLISHER_KEY a development key under build/ signs it, with a warning: nodes
+# must not trust that key.
+CATALOG_DIR       ?= build/catalog
+RUNNER_USER       ?= aami-runner
+DEV_PUBLISHER_KEY := build/dev-keys/dev-publisher.key
+
+catalog: $(STAMP)
+	@if [ -z "$(PUBLISHER_KEY)" ]; then \
+	  echo "WARNING: no PUBLISHER_KEY given: signing the catalog with the DEVELOPMENT key" \
+	       "$(DEV_PUBLISHER_KEY). Do not ship it; nodes must not trust this key." >&2; \
+	  [ -f $(DEV_PUBLISHER_KEY) ] || $(BIN)/aami keys generate --out build/dev-keys \
+	       --name dev-publisher >/dev/null; \
+	fi
+	$(BIN)/python checks/build_catalog.py --key "$(or $(PUBLISHER_KEY),$(DEV_PUBLISHER_KEY))" \
+	    --out "$(CATALOG_DIR)" --runner-user "$(RUNNER_USER)" --aami $(BIN)/aami
 
 # The signed offline bundle, built by dist/aami (docs/install.md, "The release key").
 bundle: binaries

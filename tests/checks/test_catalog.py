@@ -1,0 +1,129 @@
+"""The catalog as a whole: every check signs and verifies with the real CLI, `make
+catalog` builds what `aami bundle build --scripts` takes, and the docs name every metric."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from aami import trust
+from aami.bundle.build import BINARIES
+from tests.checks.replay import CHECKS, ROOT
+
+BIN = Path(sys.executable).parent
+NAMES = sorted(p.parent.name for p in CHECKS.glob("*/manifest.json"))
+# The checks issue 16 asks for; a folder added or lost without updating this fails.
+CATALOG = ["gpu-health", "gpu-xid", "nvlink"]
+METRIC = re.compile(r"\baami_[a-z0-9_]+[a-z0-9]\b")
+
+
+def aami(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "aami"), *args], capture_output=True, text=True,
+                          check=False, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The catalog signed by `make catalog` with a throwaway key: (keys dir, catalog dir)."""
+    base = tmp_path_factory.mktemp("catalog")
+    assert aami("keys", "generate", "--out", str(base / "keys"), "--name", "ops").returncode == 0
+    out = base / "catalog"
+    done = subprocess.run(
+        ["make", "-s", "-o", ".venv/.installed", "catalog",
+         f"PUBLISHER_KEY={base / 'keys' / 'ops.key'}", f"CATALOG_DIR={out}",
+         "RUNNER_USER=gpu-mon"],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "development key" not in done.stdout + done.stderr
+    return base / "keys", out
+
+
+def test_catalog_holds_exactly_the_checks(signed: tuple[Path, Path]) -> None:
+    _, out = signed
+    assert NAMES == CATALOG
+    assert sorted(p.name for p in out.iterdir()) == [f"{n}.signed.json" for n in NAMES]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_check_verifies_with_its_defaults_and_run_as(signed: tuple[Path, Path],
+                                                      name: str) -> None:
+    keys, out = signed
+    manifest = json.loads((CHECKS / name / "manifest.json").read_text())
+    user = "root" if manifest["run_as"] == "root" else "gpu-mon"
+    document = out / f"{name}.signed.json"
+    done = aami("script", "verify", str(document), "--trusted-keys", str(keys),
+                "--params", "{}", "--run-as", user)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"ok: {name} {manifest['version']} ")
+    statement = trust.ScriptStatement.from_payload(
+        trust.SignedScript.from_json(json.loads(document.read_text())).envelope.payload)
+    assert statement.run_as == (user,)
+    assert statement.interpreter == manifest["interpreter"] == "python3"
+    # Root is refused for an unprivileged check: a policy cannot escalate it.
+    if user != "root":
+        refused = aami("script", "verify", str(document), "--trusted-keys", str(keys),
+                       "--run-as", "root")
+        assert refused.returncode == 1 and "run_as" in refused.stderr
+
+
+def test_bundle_build_takes_the_catalog_and_the_example_policies(
+        signed: tuple[Path, Path], tmp_path: Path) -> None:
+    keys, out = signed
+    # The binaries are not what is under test here: empty stand-ins fill dist/ so that
+    # the real `aami bundle build` runs; the catalog and policies are the real inputs.
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    for binary in BINARIES:
+        (dist / binary).write_bytes(b"stand-in\n")
+    assert aami("keys", "generate", "--out", str(tmp_path), "--name", "release").returncode == 0
+    bundle = tmp_path / "bundle.tar.gz"
+    done = aami("bundle", "build", "--key", str(tmp_path / "release.key"), "--out", str(bundle),
+                "--dist", str(dist), "--scripts", str(out), "--trusted-keys", str(keys),
+                "--policies", str(ROOT / "examples" / "policies" / "gpu-nodes.yaml"), "--quiet")
+    assert done.returncode == 0, done.stderr
+    verified = aami("bundle", "verify", str(bundle), "--key", str(tmp_path / "release.pub"),
+                    "--quiet")
+    assert verified.returncode == 0, verified.stderr
+    with tarfile.open(bundle) as archive:
+        members = {Path(m.name).as_posix().split("/", 1)[-1] for m in archive.getmembers()}
+    for name in NAMES:
+        assert f"scripts/{name}.signed.json" in members, sorted(members)
+    assert "policies/gpu-nodes.yaml" in members
+
+
+def test_unknown_schema_keyword_is_refused_at_signing(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    assert aami("keys", "generate", "--out", str(tmp_path / "keys")).returncode == 0
+    schema = tmp_path / "schema.json"
+    schema.write_text('{"properties": {"x": {"type": "integer", "exclusiveMinimum": 0}}}')
+    done = aami("script", "sign", str(CHECKS / "gpu-health" / "check.py"), "--key",
+                str(tmp_path / "keys" / "publisher.key"), "--name", "x", "--version", "1.0.0",
+                "--params-schema", str(schema), "--out", str(tmp_path / "x.json"))
+    assert done.returncode == 2 and "exclusiveMinimum" in done.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_readme_and_docs_name_every_metric_the_check_prints(name: str) -> None:
+    source = (CHECKS / name / "check.py").read_text()
+    printed = set(METRIC.findall(source))
+    assert printed, name
+    assert not any(m.startswith("aami_agent_") for m in printed)
+    readme = set(METRIC.findall((CHECKS / name / "README.md").read_text()))
+    docs = set(METRIC.findall((ROOT / "docs" / "checks.md").read_text()))
+    assert printed <= readme, f"README.md of {name} misses {sorted(printed - readme)}"
+    assert printed <= docs, f"docs/checks.md misses {sorted(printed - docs)}"
+
+
+def test_no_two_checks_print_the_same_metric() -> None:
+    # The agent exposes every script's series on one page: a shared name would collide.
+    owners: dict[str, str] = {}
+    for name in NAMES:
+        for metric in set(METRIC.findall((CHECKS / name / "check.py").read_text())):
+            assert metric not in owners, f"{metric} printed by {owners[metric]} and {name}"
+            owners[metric] = name
