@@ -10,8 +10,9 @@
 #                        release: nodes must never pin that key.
 #   AAMI_TRUSTED_KEYS    optional folder of publisher *.pub keys nodes will trust
 #   AAMI_BUNDLE_VERSION  default: the version in pyproject.toml
-#   DIST                 default: dist/
-# Writes DIST/aami-bundle-VERSION.tar.gz and DIST/release.pub (the key's public half,
+#   DIST                 where the binaries are (default: dist/)
+#   BUNDLE_OUT           where the bundle goes (default: DIST)
+# Writes OUT/aami-bundle-VERSION.tar.gz and OUT/release.pub (the key's public half,
 # to hand to installers by another channel) and prints the key id to compare.
 # Exit codes: 0 built, 1 build failed, 2 usage error.
 set -euo pipefail
@@ -19,6 +20,7 @@ set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 DIST=${DIST:-$ROOT/dist}
 DEV_KEYS=$ROOT/build/dev-release-key
+OUT=${BUNDLE_OUT:-$DIST}
 AAMI=$DIST/aami
 
 fail() { printf 'make-bundle.sh: %s\n' "$*" >&2; exit "${2:-1}"; }
@@ -44,7 +46,8 @@ else
     } >&2
 fi
 
-out=$DIST/aami-bundle-$version.tar.gz
+mkdir -p -- "$OUT"
+out=$OUT/aami-bundle-$version.tar.gz
 args=(bundle build --key "$key" --out "$out" --dist "$DIST" --version "$version" --quiet)
 [[ -z ${AAMI_TRUSTED_KEYS:-} ]] || args+=(--trusted-keys "$AAMI_TRUSTED_KEYS")
 # Run from an empty directory: the binary must find what it packs inside itself,
@@ -52,7 +55,7 @@ args=(bundle build --key "$key" --out "$out" --dist "$DIST" --version "$version"
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
 (cd "$work" && "$AAMI" "${args[@]}")
-tar -xzOf "$out" "aami-bundle-$version/release.pub" >"$DIST/release.pub.tmp"
-mv -f -- "$DIST/release.pub.tmp" "$DIST/release.pub"
+tar -xzOf "$out" "aami-bundle-$version/release.pub" >"$OUT/release.pub.tmp"
+mv -f -- "$OUT/release.pub.tmp" "$OUT/release.pub"
 printf 'release key id: %s\n' \
-    "$(openssl pkey -pubin -in "$DIST/release.pub" -outform DER | tail -c 32 | sha256sum | cut -d' ' -f1)"
+    "$(openssl pkey -pubin -in "$OUT/release.pub" -outform DER | tail -c 32 | sha256sum | cut -d' ' -f1)"

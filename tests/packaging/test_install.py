@@ -269,23 +269,54 @@ def test_first_install_without_a_key_is_a_usage_error(tmp_path: Path, key: Relea
     assert run_install(destdir, "--bogus").returncode == 2
 
 
+def _verify_block() -> str:
+    docs = (REPO / "docs/install.md").read_text()
+    return docs.split("<!-- verify-commands -->")[1].split("```sh")[1].split("```")[0]
+
+
+def _run_verify_block(bundle: Path, key: ReleaseKey) -> subprocess.CompletedProcess[str]:
+    # POSIX sh (dash on Debian), no `set -e`: the block must fail loudly by itself.
+    script = f"cd {bundle}\nRELEASE_PUB={key.public}\n{_verify_block()}"
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+
+
 @pytest.mark.parametrize("indent", [None, 2])
 def test_documented_standard_tool_verification(
     tmp_path: Path, key: ReleaseKey, indent: int | None
 ) -> None:
     """The docs/install.md commands, verbatim, accept a good bundle and its DSSE envelope."""
     bundle = build_bundle(tmp_path / "b", "0.1.0", key, indent=indent)
-    docs = (REPO / "docs/install.md").read_text()
-    block = docs.split("<!-- verify-commands -->")[1].split("```sh")[1].split("```")[0]
-    script = f"set -euo pipefail\ncd {bundle}\nRELEASE_PUB={key.public}\n{block}"
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    result = _run_verify_block(bundle, key)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("Signature Verified Successfully") == 2
+    assert result.stdout.strip().endswith("bundle verified")
     assert len(envelope_signature(bundle)) == 64
     # ...and reject the same bundle with one byte changed.
     flip_one_byte(bundle / "bin/aami-agent", 3)
-    bad = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
-    assert bad.returncode != 0
+    bad = _run_verify_block(bundle, key)
+    assert bad.returncode == 1
+    assert "BUNDLE REFUSED: a listed file does not match" in bad.stderr
+
+
+def test_documented_verification_refuses_symlinks_unlisted_files_and_other_keys(
+    tmp_path: Path, key: ReleaseKey
+) -> None:
+    bundle = build_bundle(tmp_path / "b", "0.1.0", key)
+    (bundle / "extra").write_text("smuggled\n")
+    unlisted = _run_verify_block(bundle, key)
+    assert unlisted.returncode == 1
+    assert "BUNDLE REFUSED: files differ from MANIFEST.sha256: > extra" in unlisted.stderr
+    (bundle / "extra").unlink()
+    (bundle / "link").symlink_to("VERSION")
+    linked = _run_verify_block(bundle, key)
+    assert linked.returncode == 1
+    assert "BUNDLE REFUSED: not a regular file: ./link" in linked.stderr
+    (bundle / "link").unlink()
+    other = make_release_key(tmp_path / "other")
+    wrong_key = _run_verify_block(bundle, other)
+    assert wrong_key.returncode == 1
+    assert "BUNDLE REFUSED: MANIFEST.sha256: bad signature" in wrong_key.stderr
+    assert "bundle verified" not in wrong_key.stdout
 
 
 def test_resigned_bundle_helper_signs_validly(tmp_path: Path, key: ReleaseKey,
