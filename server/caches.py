@@ -32,16 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 if TYPE_CHECKING:
-    from aami.server.api.agent.writer import ExecutionWriter
+    pass
 
 from aami.server.db import Database, tuples
 from aami.server.models import ForceRunTarget
 from aami.server.services import assignments, revision
 from aami.server.services.assignments import Snapshot, TargetView
-from aami.server.services.heartbeats import StatusBuffer
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +205,6 @@ class AgentCache:
         return content
 
 
-AGENT_CACHE: web.AppKey[AgentCache] = web.AppKey("agent_cache")
-STATUS_BUFFER: web.AppKey[StatusBuffer] = web.AppKey("status_buffer")
 
 
 class Gate:
@@ -230,5 +225,3 @@ class Gate:
         self._semaphore.release()
 
 
-REGISTRATION_GATE: web.AppKey[Gate] = web.AppKey("registration_gate")
-EXECUTION_WRITER: web.AppKey[ExecutionWriter] = web.AppKey("execution_writer")

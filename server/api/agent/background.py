@@ -13,18 +13,19 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from aami.server.api.agent.writer import ExecutionWriter
-from aami.server.appkeys import AUTHENTICATOR, CONFIG, DATABASE
-from aami.server.caches import (
+from aami.server.appkeys import (
     AGENT_CACHE,
+    AUTHENTICATOR,
+    CONFIG,
+    DATABASE,
     EXECUTION_WRITER,
     REGISTRATION_GATE,
     STATUS_BUFFER,
-    AgentCache,
-    Gate,
 )
+from aami.server.caches import AgentCache, Gate
 from aami.server.db import Database
 from aami.server.services import heartbeats
+from aami.server.services.execution_writer import ExecutionWriter
 from aami.server.services.heartbeats import StatusBuffer
 
 log = logging.getLogger(__name__)

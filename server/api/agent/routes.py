@@ -13,9 +13,16 @@ from dataclasses import asdict
 from aiohttp import web
 
 from aami.server.api.agent import schemas as s
-from aami.server.appkeys import AUTHENTICATOR, CONFIG, DATABASE
+from aami.server.appkeys import (
+    AGENT_CACHE,
+    AUTHENTICATOR,
+    CONFIG,
+    DATABASE,
+    EXECUTION_WRITER,
+    REGISTRATION_GATE,
+    STATUS_BUFFER,
+)
 from aami.server.auth import Authenticator
-from aami.server.caches import AGENT_CACHE, EXECUTION_WRITER, REGISTRATION_GATE, STATUS_BUFFER
 from aami.server.errors import InvalidToken, NotFound, PayloadTooLarge, error_response
 from aami.server.models import utcnow
 from aami.server.principal import BootstrapPrincipal

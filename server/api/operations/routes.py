@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from aami.server.api.operations.background import JOB_RUNNER, fan_out_body
-from aami.server.appkeys import DATABASE
-from aami.server.caches import AGENT_CACHE
+from aami.server.appkeys import AGENT_CACHE, DATABASE, JOB_RUNNER
 from aami.server.routing import OPERATOR, VIEWER, Call, Route, json_reply
 from aami.server.schemas import ID_PATH, OFFSET_QUERY, limit_query, list_of, nullable, obj
 from aami.server.services import force_runs, jobs
+from aami.server.services.job_runner import fan_out_body
 
 FORCE_BODY = obj(["policy_id"], {"policy_id": {"type": "integer", "minimum": 1,
                                                "maximum": 2**31 - 1}})

@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from aami.server.api.operations.background import JOB_RUNNER, fan_out_body
-from aami.server.appkeys import DATABASE
+from aami.server.appkeys import DATABASE, JOB_RUNNER
 from aami.server.errors import NotFound, ValidationFailed
 from aami.server.models import Group, Target
 from aami.server.services import force_runs, policies
+from aami.server.services.job_runner import fan_out_body
 from aami.server.tokens import Role
 from aami.server.web.middleware import require_role
 from aami.server.web.pages import int_param, page, see_other
