@@ -259,6 +259,9 @@ class Agent:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def _sleep(self, seconds: float, *events: asyncio.Event) -> None:
+        if not events:  # asyncio.wait refuses an empty set: that killed the heartbeat loop
+            await asyncio.sleep(max(0.0, seconds))
+            return
         waits = [asyncio.create_task(e.wait()) for e in events]
         try:
             await asyncio.wait(waits, timeout=max(0.0, seconds))

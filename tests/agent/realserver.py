@@ -70,10 +70,16 @@ class Site:
 
 
 @contextmanager
-def site(directory: Path, database_url: str | None = None) -> Iterator[Site]:
+def site(directory: Path, database_url: str | None = None, *,
+         server_config: str | None = None) -> Iterator[Site]:
+    """`server_config`: YAML text for the server's --config (e.g. short agent intervals)."""
     directory.mkdir(parents=True, exist_ok=True)
     url = database_url or f"sqlite:///{directory / 'aami.db'}"
-    with ServerProcess.start(url, directory) as server:
+    config = None
+    if server_config is not None:
+        config = str(directory / "server.yaml")
+        Path(config).write_text(server_config)
+    with ServerProcess.start(url, directory, config=config) as server:
         keys = directory / "keys"
         run_cli("aami", "keys", "generate", "--out", str(keys), "--name", "ops")
         admin = server.token("admin")
