@@ -20,8 +20,9 @@ from aiohttp import web
 
 from aami.server.db import Database
 from aami.server.errors import InvalidToken
-from aami.server.models import AgentToken, ApiToken, BootstrapToken, Target, utcnow
+from aami.server.models import AgentToken, ApiToken, BootstrapToken, Target
 from aami.server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal, Principal
+from aami.server.timefmt import utcnow
 from aami.server.tokens import Role, TokenKind, hash_token, kind_of
 
 CACHE_SECONDS = 600.0

@@ -180,8 +180,8 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float,
         elif args.command == "import":
             return _import(args)
         elif args.command == "bootstrap-token":
-            from aami.server.models import utcnow
             from aami.server.services.tokens import create_bootstrap_token
+            from aami.server.timefmt import utcnow
 
             expires = utcnow() + timedelta(seconds=lifetime) if lifetime else None
             secret, _ = create_bootstrap_token(

@@ -12,17 +12,13 @@ migrated schema agree, column by column.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import peewee
 
+from aami.server.timefmt import utcnow
+
 database_proxy = peewee.DatabaseProxy()
-
-
-def utcnow() -> datetime:
-    """Now, as the naive UTC datetime every table stores."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class JSONField(peewee.TextField):
@@ -152,6 +148,19 @@ class ApiToken(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     last_used_at = peewee.DateTimeField(null=True)
 
+
+class UiSession(BaseModel):
+    """A web UI login (server/services/ui_sessions.py): only the id's SHA-256 is stored."""
+
+    id = peewee.CharField(max_length=64, primary_key=True)  # sha256(session id)
+    api_token = peewee.ForeignKeyField(ApiToken, on_delete="CASCADE")
+    csrf_token = peewee.CharField(max_length=64)
+    created_at = peewee.DateTimeField(default=utcnow)
+    last_seen_at = peewee.DateTimeField(default=utcnow)
+    expires_at = peewee.DateTimeField(index=True)
+
+    class Meta:
+        table_name = "ui_session"
 
 class BootstrapToken(BaseModel):
     if TYPE_CHECKING:  # attributes peewee adds at runtime

@@ -19,3 +19,8 @@ def parse_iso(text: str) -> datetime:
     if value.tzinfo is None:
         return value
     return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def utcnow() -> datetime:
+    """Now, as the naive UTC datetime every table stores."""
+    return datetime.now(UTC).replace(tzinfo=None)

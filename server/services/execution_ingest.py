@@ -26,9 +26,9 @@ from typing import Any
 
 from aami.server.db import write_transaction
 from aami.server.errors import ValidationFailed
-from aami.server.models import Policy, ScriptExecution, utcnow
+from aami.server.models import Policy, ScriptExecution
 from aami.server.services import force_runs
-from aami.server.timefmt import parse_iso
+from aami.server.timefmt import parse_iso, utcnow
 
 TRIGGERS = ("schedule", "once", "force")
 MARKER = "[aami-server: {} bytes truncated]\n"

@@ -22,20 +22,11 @@ import peewee
 
 from aami.server.db import tuples, write_transaction
 from aami.server.errors import NotFound, Unprocessable
-from aami.server.models import (
-    ForceRun,
-    ForceRunTarget,
-    Group,
-    Job,
-    Policy,
-    Target,
-    TargetGroup,
-    utcnow,
-)
+from aami.server.models import ForceRun, ForceRunTarget, Group, Job, Policy, Target, TargetGroup
 from aami.server.resolution import PolicyRule, TargetContext, applies_to
 from aami.server.services import jobs
 from aami.server.services.assignments import rule_from_row
-from aami.server.timefmt import iso
+from aami.server.timefmt import iso, utcnow
 
 FAN_OUT_CHUNK = 500
 

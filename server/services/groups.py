@@ -8,9 +8,9 @@ import peewee
 
 from aami.server.db import tuples, write_transaction
 from aami.server.errors import Conflict, NotFound
-from aami.server.models import Group, TargetGroup, utcnow
+from aami.server.models import Group, TargetGroup
 from aami.server.services import revision
-from aami.server.timefmt import iso
+from aami.server.timefmt import iso, utcnow
 
 
 def to_wire(group: Group, *, target_count: int | None = None) -> dict[str, Any]:

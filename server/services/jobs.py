@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from aami.server.errors import NotFound
-from aami.server.models import Job, utcnow
-from aami.server.timefmt import iso
+from aami.server.models import Job
+from aami.server.timefmt import iso, utcnow
 
 KINDS = ("force_run", "retention", "import")
 STATUSES = ("queued", "running", "done", "failed")

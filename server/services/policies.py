@@ -19,9 +19,9 @@ from typing import Any
 
 from aami.server.db import write_transaction
 from aami.server.errors import Conflict, NotFound, Unprocessable, ValidationFailed
-from aami.server.models import Group, Policy, Target, utcnow
+from aami.server.models import Group, Policy, Target
 from aami.server.services import revision, scripts
-from aami.server.timefmt import iso
+from aami.server.timefmt import iso, utcnow
 from aami.trust.errors import ParamsInvalid
 from aami.trust.schema import schema_defaults, validate_params
 from aami.units import parse_duration

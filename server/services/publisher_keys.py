@@ -15,9 +15,9 @@ import peewee
 
 from aami.server.db import write_transaction
 from aami.server.errors import Conflict, NotFound, Unprocessable
-from aami.server.models import PublisherKey, utcnow
+from aami.server.models import PublisherKey
 from aami.server.services import revision
-from aami.server.timefmt import iso
+from aami.server.timefmt import iso, utcnow
 from aami.trust.errors import MalformedKey
 from aami.trust.keys import TrustedKey, load_trusted_key
 

@@ -9,6 +9,9 @@ Rules, each with the attack or accident it stops:
   bootstrap token says `allow_rebind` (a leaked bootstrap token must not let an
   attacker impersonate an existing node); with it, the old agent tokens are revoked
   (a re-imaged node replaces its former self).
+* A target an admin created in advance (no agent has ever held a token for it) is
+  claimed only with `allow_rebind` too: whoever holds an ordinary bootstrap token
+  must not pick up the target-scoped policies and parameters waiting for that node.
 * The new token is returned once; only its hash is stored.
 """
 
@@ -28,9 +31,9 @@ from aami.server.models import (
     Target,
     TargetGroup,
     database_proxy,
-    utcnow,
 )
 from aami.server.services import revision
+from aami.server.timefmt import utcnow
 from aami.server.tokens import TokenKind, new_token
 
 
@@ -87,8 +90,13 @@ def give_back_use(token_id: int) -> None:
 
 
 def _bind_existing(target: Target, allow_rebind: bool) -> tuple[str, ...]:
-    live = list(AgentToken.select().where(AgentToken.target == target.id,
-                                          AgentToken.revoked_at.is_null()))
+    tokens = list(AgentToken.select().where(AgentToken.target == target.id))
+    if not tokens and not allow_rebind:
+        raise Conflict(
+            f"hostname {target.hostname!r} was created in advance and has no agent yet; "
+            "claim it with a bootstrap token created with --allow-rebind",
+            details={"field": "hostname", "target_id": target.id})
+    live = [t for t in tokens if t.revoked_at is None]
     if live and not allow_rebind:
         raise Conflict(
             f"hostname {target.hostname!r} is already registered to an agent; use a "

@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from aami.server.db import tuples, write_transaction
-from aami.server.models import ScriptExecution, utcnow
+from aami.server.models import ScriptExecution
+from aami.server.timefmt import utcnow
 
 BATCH = 1000
 

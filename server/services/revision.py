@@ -10,7 +10,8 @@ moves. One watcher query per second reads both (`server.caches`).
 
 from __future__ import annotations
 
-from aami.server.models import ConfigRevision, utcnow
+from aami.server.models import ConfigRevision
+from aami.server.timefmt import utcnow
 
 CONFIG = 1
 CREDENTIALS = 2

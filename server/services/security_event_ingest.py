@@ -11,8 +11,9 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from aami.server.db import write_transaction
-from aami.server.models import Policy, SecurityEvent, utcnow
+from aami.server.models import Policy, SecurityEvent
 from aami.server.services.execution_ingest import IngestResult, parse_time, truncate_tail
+from aami.server.timefmt import utcnow
 
 MAX_MESSAGE_BYTES = 4096
 

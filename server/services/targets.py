@@ -16,16 +16,10 @@ import peewee
 
 from aami.server.db import tuples, write_transaction
 from aami.server.errors import Conflict, NotFound
-from aami.server.models import (
-    AgentStatus,
-    Group,
-    Target,
-    TargetGroup,
-    utcnow,
-)
+from aami.server.models import AgentStatus, Group, Target, TargetGroup
 from aami.server.services import groups as group_service
 from aami.server.services import revision
-from aami.server.timefmt import iso
+from aami.server.timefmt import iso, utcnow
 
 STATUSES = ("online", "stale", "offline", "never")
 ONLINE_FACTOR = 2  # heartbeats missed before a target is no longer "online"

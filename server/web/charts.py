@@ -8,16 +8,10 @@ tells the exact counts, and the whole picture has a text summary as its label.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from markupsafe import Markup, escape
 
-
-@dataclass(frozen=True)
-class Bucket:
-    start: datetime
-    success: int
-    failed: int
+from aami.server.services.ui_queries import Bucket
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The web UI's one middleware: session, CSRF, role errors and security headers.
 
 For every path under `/ui` (static files aside):
-- the session cookie is resolved against the database (`sessions.resolve`); with no
+- the session cookie is resolved against the database (`ui_sessions.resolve`); with no
   valid session a GET is redirected to the login page and anything else refused;
 - every POST must carry the session's CSRF token in its form (`csrf_token`), compared
   in constant time; the login form, which has no session yet, uses a double-submit
@@ -23,6 +23,8 @@ from aiohttp import web
 from aami.server.appkeys import DATABASE
 from aami.server.db import DatabaseUnavailable
 from aami.server.errors import ApiError, Forbidden
+from aami.server.services import ui_sessions
+from aami.server.services.ui_sessions import UiUser
 from aami.server.tokens import Role
 from aami.server.web import sessions
 from aami.server.web.render import USER_KEY, render
@@ -36,13 +38,13 @@ CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src '
        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
 
 
-def current_user(request: web.Request) -> sessions.UiUser:
+def current_user(request: web.Request) -> UiUser:
     user = request.get(USER_KEY)
-    assert isinstance(user, sessions.UiUser), "route not behind the session middleware"
+    assert isinstance(user, UiUser), "route not behind the session middleware"
     return user
 
 
-def require_role(request: web.Request, needed: Role) -> sessions.UiUser:
+def require_role(request: web.Request, needed: Role) -> UiUser:
     """The same rule as the API's `Access`: refuse unless the role is high enough."""
     user = current_user(request)
     if not user.can(needed):
@@ -58,7 +60,7 @@ def _is_public(path: str) -> bool:
 async def _authenticate(request: web.Request) -> web.StreamResponse | None:
     """Set request[USER_KEY], or return the response that refuses the request."""
     cookie = request.cookies.get(sessions.COOKIE, "")
-    user = await request.app[DATABASE].run(sessions.resolve, cookie) if cookie else None
+    user = await request.app[DATABASE].run(ui_sessions.resolve, cookie) if cookie else None
     if user is None:
         if request.method in ("GET", "HEAD"):
             target = request.path_qs

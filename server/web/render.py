@@ -19,9 +19,8 @@ import jinja2
 from aiohttp import web
 
 from aami.server import __version__
-from aami.server.models import utcnow
-from aami.server.timefmt import iso, parse_iso
-from aami.server.web.sessions import UiUser
+from aami.server.services.ui_sessions import UiUser
+from aami.server.timefmt import iso, parse_iso, utcnow
 
 USER_KEY = "aami_ui_user"  # request[USER_KEY]: the UiUser, set by the session middleware
 

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from aami.server.models import utcnow
 from aami.server.services.targets import derive_status
+from aami.server.timefmt import utcnow
 from tests.harness import ServerProcess
 from tests.server.helpers import set_heartbeat, unique
 

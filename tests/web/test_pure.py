@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from aami.server.web.charts import Bucket, _nice_max, bar_chart
-from aami.server.web.queries import aligned_window
+from aami.server.services.ui_queries import Bucket, aligned_window
+from aami.server.web.charts import _nice_max, bar_chart
 from aami.server.web.render import human_duration, query_with, reltime
 from aami.server.web.views.policies import (
     EMPTY_FORM,

@@ -15,7 +15,6 @@ from aiohttp import web
 
 from aami.server.appkeys import AUTHENTICATOR, DATABASE
 from aami.server.errors import ValidationFailed
-from aami.server.models import utcnow
 from aami.server.routing import ADMIN, Call, Route, json_reply
 from aami.server.schemas import (
     ID_PATH,
@@ -29,7 +28,7 @@ from aami.server.schemas import (
     obj,
 )
 from aami.server.services import tokens
-from aami.server.timefmt import parse_iso
+from aami.server.timefmt import parse_iso, utcnow
 from aami.server.tokens import Role
 
 DEFAULT_BOOTSTRAP_LIFETIME = timedelta(days=30)  # as `aami-server bootstrap-token create`

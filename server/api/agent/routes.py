@@ -24,13 +24,13 @@ from aami.server.appkeys import (
 )
 from aami.server.auth import Authenticator
 from aami.server.errors import InvalidToken, NotFound, PayloadTooLarge, error_response
-from aami.server.models import utcnow
 from aami.server.principal import BootstrapPrincipal
 from aami.server.routing import AGENT, BOOTSTRAP, Call, Route, json_reply
 from aami.server.schemas import SHA256
 from aami.server.services import execution_ingest, registration, security_event_ingest
 from aami.server.services.assignments import TargetView
 from aami.server.services.heartbeats import heartbeat_from_body
+from aami.server.timefmt import utcnow
 from aami.server.tokens import hash_token
 
 TAG = "agent"

@@ -15,6 +15,7 @@ from importlib import resources
 from aiohttp import web
 
 from aami.server.appkeys import DATABASE
+from aami.server.services import ui_sessions
 from aami.server.web import sessions
 from aami.server.web.pages import page
 from aami.server.web.render import USER_KEY, render
@@ -66,13 +67,13 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     token = form.get("token")
     try:
         session_id, _user = await request.app[DATABASE].run(
-            sessions.login, token if isinstance(token, str) else "")
-    except sessions.LoginFailed as exc:
+            ui_sessions.login, token if isinstance(token, str) else "")
+    except ui_sessions.LoginFailed as exc:
         return await login_form(request, str(exc), 401)
     nxt = form.get("next")
     response = web.HTTPSeeOther(_safe_next(nxt if isinstance(nxt, str) else None))
     response.set_cookie(sessions.COOKIE, session_id,
-                        max_age=int(sessions.LIMITS.lifetime.total_seconds()),
+                        max_age=int(ui_sessions.LIMITS.lifetime.total_seconds()),
                         **_cookie_args(request))
     response.del_cookie(sessions.LOGIN_CSRF_COOKIE, path="/ui")
     raise response
@@ -81,7 +82,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     """End the session."""
     user = request[USER_KEY]
-    await request.app[DATABASE].run(sessions.logout, user.session_hash)
+    await request.app[DATABASE].run(ui_sessions.logout, user.session_hash)
     response = web.HTTPSeeOther("/ui/login")
     response.del_cookie(sessions.COOKIE, path="/ui")
     raise response

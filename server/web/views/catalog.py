@@ -13,12 +13,10 @@ from aiohttp import web
 
 from aami.server.appkeys import DATABASE
 from aami.server.errors import ApiError
-from aami.server.models import Policy
-from aami.server.services import publisher_keys, scripts
+from aami.server.services import publisher_keys, scripts, ui_queries
 from aami.server.tokens import Role
 from aami.server.web.middleware import require_role
 from aami.server.web.pages import int_param, page, see_other
-from aami.server.web.queries import POLICY_ID
 from aami.server.web.render import render
 
 
@@ -34,8 +32,7 @@ def _script_data(name: str, version: str | None) -> dict[str, Any]:
     chosen = version or versions[0]["version"]
     detail = scripts.read_version(name, chosen, include_content=False)
     content = bytes(scripts.get_version(name, chosen).content)
-    using = list(Policy.select(POLICY_ID, Policy.name, Policy.version, Policy.enabled)
-                 .where(Policy.script_name == name).order_by(Policy.name).dicts())
+    using = ui_queries.policies_using_script(name)
     return {"versions": versions, "script": detail, "policies": using,
             "content": content.decode("utf-8", errors="replace")[:200_000]}
 

@@ -9,9 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from aami.server.appkeys import DATABASE
-from aami.server.models import utcnow
-from aami.server.services import execution_history, targets
-from aami.server.web import queries
+from aami.server.services import execution_history, targets, ui_queries
+from aami.server.timefmt import utcnow
 from aami.server.web.charts import bar_chart
 from aami.server.web.pages import page
 from aami.server.web.render import render
@@ -26,14 +25,14 @@ def _dashboard_data() -> dict[str, Any]:
     for status in targets.STATUSES:
         _, counts[status] = targets.list_targets(hostname=None, group=None, status=status,
                                                  limit=1, offset=0)
-    window = queries.aligned_window(now, HOUR, 24)
+    window = ui_queries.aligned_window(now, HOUR, 24)
     failures, _ = execution_history.list_executions(success=False, limit=10)
     refusals, _ = execution_history.list_security_events(limit=10)
     return {
         "counts": counts,
         "total": sum(counts.values()),
-        "buckets": queries.outcome_buckets(window),
-        "failing": queries.failing_policies(now - timedelta(hours=24)),
+        "buckets": ui_queries.outcome_buckets(window),
+        "failing": ui_queries.failing_policies(now - timedelta(hours=24)),
         "failures": failures,
         "refusals": refusals,
     }

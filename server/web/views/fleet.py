@@ -10,14 +10,12 @@ from aiohttp import web
 from aami.server.api.admin.groups import CREATE_BODY as GROUP_CREATE_BODY
 from aami.server.appkeys import DATABASE
 from aami.server.errors import ApiError
-from aami.server.models import Policy, utcnow
-from aami.server.services import groups, targets, tokens
+from aami.server.services import groups, targets, tokens, ui_queries
+from aami.server.timefmt import utcnow
 from aami.server.tokens import Role
 from aami.server.validation import check_schema
-from aami.server.web import queries
 from aami.server.web.middleware import require_role
 from aami.server.web.pages import int_param, page, see_other
-from aami.server.web.queries import POLICY_ID
 from aami.server.web.render import render
 from aami.units import parse_duration
 
@@ -65,10 +63,9 @@ def _group_data(group_id: int, offset: int) -> dict[str, Any]:
     group = groups.get(group_id)
     members, total = targets.list_targets(hostname=None, group=group.name, status=None,
                                           limit=MEMBERS_PAGE, offset=offset)
-    scoped = list(Policy.select(POLICY_ID, Policy.name, Policy.script_name, Policy.enabled)
-                  .where(Policy.group == group_id).order_by(Policy.name).dicts())
+    scoped = ui_queries.policies_scoped_to_group(group_id)
     return {"group": groups.to_wire(group), "members": members, "total": total,
-            "policies": scoped, "runnable": queries.policies_for_group(group_id)}
+            "policies": scoped, "runnable": ui_queries.policies_for_group(group_id)}
 
 
 async def group_detail(request: web.Request) -> web.StreamResponse:

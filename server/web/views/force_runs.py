@@ -4,14 +4,11 @@ status page that refreshes itself until every target has reported."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from aami.server.appkeys import DATABASE, JOB_RUNNER
 from aami.server.errors import NotFound, ValidationFailed
-from aami.server.models import Group, Target
-from aami.server.services import force_runs, policies
+from aami.server.services import force_runs, policies, ui_queries
 from aami.server.services.job_runner import fan_out_body
 from aami.server.tokens import Role
 from aami.server.web.middleware import require_role
@@ -59,11 +56,10 @@ async def force_group(request: web.Request) -> web.StreamResponse:
 
 
 def _find(kind: str, name: str) -> int:
-    row: Any = (Target.get_or_none(Target.hostname == name) if kind == "target"
-                else Group.get_or_none(Group.name == name))
-    if row is None:
+    found = ui_queries.id_by_name(kind, name)
+    if found is None:
         raise NotFound(f"{kind} {name!r} does not exist", details={"field": kind})
-    return int(row.id)
+    return found
 
 
 async def force_policy(request: web.Request) -> web.StreamResponse:

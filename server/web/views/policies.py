@@ -16,11 +16,10 @@ from aiohttp import web
 from aami.server.api.admin.policies import CREATE_BODY
 from aami.server.appkeys import DATABASE
 from aami.server.errors import ApiError
-from aami.server.models import utcnow
-from aami.server.services import execution_history, groups, policies
+from aami.server.services import execution_history, groups, policies, ui_queries
+from aami.server.timefmt import utcnow
 from aami.server.tokens import Role
 from aami.server.validation import check_schema
-from aami.server.web import queries
 from aami.server.web.charts import bar_chart
 from aami.server.web.middleware import require_role
 from aami.server.web.pages import int_param, page, see_other
@@ -108,9 +107,9 @@ def _policy_data(policy_id: int, filters: HistoryFilters) -> dict[str, Any]:
     executions, next_cursor = execution_history.list_executions(
         policy_id=policy_id, limit=HISTORY_PAGE, **filters.service_args())
     group_rows, _ = groups.list_groups(name=None, limit=500, offset=0)
-    window = queries.aligned_window(utcnow(), 3600, 24)
+    window = ui_queries.aligned_window(utcnow(), 3600, 24)
     return {"policy": policy, "executions": executions, "next_cursor": next_cursor,
-            "buckets": queries.outcome_buckets(window, policy_id=policy_id),
+            "buckets": ui_queries.outcome_buckets(window, policy_id=policy_id),
             "script_names": [policy["script"]], "groups": [g["name"] for g in group_rows]}
 
 
@@ -129,7 +128,7 @@ async def _form_page(request: web.Request, form: dict[str, str], *, enabled: boo
                      status: int = 200) -> web.StreamResponse:
     def choices() -> dict[str, Any]:
         group_rows, _ = groups.list_groups(name=None, limit=500, offset=0)
-        return {"script_names": queries.script_names(),
+        return {"script_names": ui_queries.script_names(),
                 "groups": [g["name"] for g in group_rows]}
 
     data = await request.app[DATABASE].run(choices)

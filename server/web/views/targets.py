@@ -9,10 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from aami.server.appkeys import DATABASE
-from aami.server.models import utcnow
-from aami.server.services import execution_history, groups, targets
-from aami.server.timefmt import parse_iso
-from aami.server.web import queries
+from aami.server.services import execution_history, groups, targets, ui_queries
+from aami.server.timefmt import parse_iso, utcnow
 from aami.server.web.charts import bar_chart
 from aami.server.web.pages import int_param, page
 from aami.server.web.render import render
@@ -81,14 +79,14 @@ def _target_data(target_id: int, filters: HistoryFilters) -> dict[str, Any]:
     target = targets.read(target_id)
     executions, next_cursor = execution_history.list_executions(
         target_id=target_id, limit=HISTORY_PAGE, **filters.service_args())
-    window = queries.aligned_window(utcnow(), SIX_HOURS, 28)
+    window = ui_queries.aligned_window(utcnow(), SIX_HOURS, 28)
     return {
         "target": target,
         "executions": executions,
         "next_cursor": next_cursor,
-        "buckets": queries.outcome_buckets(window, target_id=target_id),
-        "policies": queries.policies_for_target(target_id),
-        "script_names": queries.script_names(),
+        "buckets": ui_queries.outcome_buckets(window, target_id=target_id),
+        "policies": ui_queries.policies_for_target(target_id),
+        "script_names": ui_queries.script_names(),
     }
 
 
@@ -107,7 +105,7 @@ def _executions_data(filters: HistoryFilters) -> dict[str, Any]:
     executions, next_cursor = execution_history.list_executions(limit=HISTORY_PAGE,
                                                                 **filters.service_args())
     return {"executions": executions, "next_cursor": next_cursor,
-            "script_names": queries.script_names()}
+            "script_names": ui_queries.script_names()}
 
 
 async def execution_list(request: web.Request) -> web.StreamResponse:

@@ -14,11 +14,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aami.server.db import is_postgres
-from aami.server.models import Policy, database_proxy
-from aami.server.web.charts import Bucket
+from aami.server.models import Group, Policy, Target, database_proxy
 
 # peewee's implicit primary keys are invisible to the type checker.
 POLICY_ID: Any = Policy._meta.primary_key
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One bar of an outcome chart."""
+
+    start: datetime
+    success: int
+    failed: int
 
 
 @dataclass(frozen=True)
@@ -122,3 +130,23 @@ def script_names() -> list[str]:
 
     rows: Any = Script.select(Script.name).distinct().order_by(Script.name).tuples()
     return [r[0] for r in rows]
+
+
+def policies_using_script(name: str) -> list[dict[str, Any]]:
+    """The policies that name a script (its detail page)."""
+    rows: Any = (Policy.select(POLICY_ID, Policy.name, Policy.version, Policy.enabled)
+                 .where(Policy.script_name == name).order_by(Policy.name).dicts())
+    return list(rows)
+
+
+def policies_scoped_to_group(group_id: int) -> list[dict[str, Any]]:
+    rows: Any = (Policy.select(POLICY_ID, Policy.name, Policy.script_name, Policy.enabled)
+                 .where(Policy.group == group_id).order_by(Policy.name).dicts())
+    return list(rows)
+
+
+def id_by_name(kind: str, name: str) -> int | None:
+    """A target's id by hostname (kind "target") or a group's by name (kind "group")."""
+    row: Any = (Target.get_or_none(Target.hostname == name) if kind == "target"
+                else Group.get_or_none(Group.name == name))
+    return None if row is None else int(row.id)
