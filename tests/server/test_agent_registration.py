@@ -135,3 +135,22 @@ def test_rotate_token(live_server: ServerProcess) -> None:
     assert agent(live_server, "GET", "/config", token).status == 401
     assert agent(live_server, "GET", "/config", new).json["hostname"] == "rotor"
     assert agent(live_server, "POST", "/rotate-token", token).status == 401
+
+
+def test_a_target_created_in_advance_is_claimed_only_with_allow_rebind(
+    live_server: ServerProcess,
+) -> None:
+    s = live_server
+    created = s.api("POST", "/api/v1/targets", json_body={"hostname": "gpu-precreated"})
+    assert created.status == 201
+    body = {"hostname": "gpu-precreated", "agent_version": "1", "system_info": {}}
+    plain = s.bootstrap_token("--max-uses", "5")
+    refused = http("POST", s.url + "/api/v1/agent/register", token=plain, json_body=body)
+    assert refused.status == 409 and "created in advance" in refused.json["error"]
+    rebind = s.bootstrap_token("--allow-rebind")
+    claimed = http("POST", s.url + "/api/v1/agent/register", token=rebind, json_body=body)
+    assert claimed.status == 201, claimed.body
+    assert claimed.json["target_id"] == created.json["id"]
+    # The refused attempt gave its use back.
+    uses = {t["prefix"]: t["uses"] for t in s.api("GET", "/api/v1/bootstrap-tokens").json["data"]}
+    assert 0 in uses.values()
