@@ -86,6 +86,10 @@ class Limits:
     shutdown_grace: float = 10.0  # running scripts get this long after SIGTERM
     force_tokens_kept: int = 500
     system_info_ttl: float = 600.0
+    loop_max_failures: int = 5  # failures of one loop within the window: exit 1
+    loop_failure_window: float = 600.0
+    loop_backoff_cap: float = 60.0  # longest wait before a failed loop restarts
+    loop_stall: float = 300.0  # a loop neither idle nor progressing this long is hung
 
 
 @dataclass(frozen=True)

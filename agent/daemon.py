@@ -5,7 +5,9 @@
     report loop     reporter (spooled results and security events, exactly once)
     heartbeat loop  heartbeat + system info; the answer sets the intervals
 
-plus the `/metrics` listener and the control socket (`poll --now`, `status`).
+plus the `/metrics` listener and the control socket (`poll --now`, `status`). All six
+run under `supervisor.Supervisor`: a loop that raises is logged, counted and restarted
+with back-off; one that keeps failing stops the agent with exit 1 (systemd restarts it).
 
 Degraded mode: if the server is unreachable or has forgotten this agent without a
 bootstrap token to re-register, the schedule loop keeps running the last verified
@@ -43,6 +45,7 @@ from aami.agent.scheduler import RunDecision, ScheduleMemory, decide, seconds_un
 from aami.agent.spool import EventSpool, ExecutionSpool
 from aami.agent.state import StateStore, TrustedState, ensure_state_dir
 from aami.agent.status import build_status
+from aami.agent.supervisor import LoopBody, LoopHandle, Supervisor
 from aami.agent.wire import Assignment
 
 log = logging.getLogger("aami.agent")
@@ -103,6 +106,7 @@ class Agent:
         self._poll_now = asyncio.Event()
         self._poll_waiters: list[asyncio.Future[PollOutcome]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.supervisor = self._supervisor()
 
     # -- shared helpers -------------------------------------------------------------------
 
@@ -147,6 +151,7 @@ class Agent:
             spool_pending={"executions": self.executions.count(), "events": self.events.count()},
             spool_dropped=self.executions.dropped + self.events.dropped,
             running=set(self.runner.running), refused=self.metrics.refused,
+            loops=self.supervisor.status(),
         )
 
     def metrics_page(self) -> str:
@@ -218,35 +223,50 @@ class Agent:
 
     # -- the daemon ---------------------------------------------------------------------------
 
+    def _supervisor(self) -> Supervisor:
+        limits = self.config.limits
+        sup = Supervisor(
+            max_failures=limits.loop_max_failures, window=limits.loop_failure_window,
+            backoff_cap=limits.loop_backoff_cap,
+            stall_limit=max(limits.loop_stall, 3 * self.config.server.timeout),
+            on_restart=self.metrics.count_loop_restart,
+        )
+        loops: dict[str, LoopBody] = {
+            "poll": self._poll_loop, "schedule": self._schedule_loop,
+            "report": self._report_loop, "heartbeat": self._heartbeat_loop,
+            "control": self._control_loop,
+        }
+        if self.config.metrics.listen:
+            loops["metrics"] = self._metrics_loop
+        for name, body in loops.items():
+            sup.add(name, body)
+            self.metrics.loop_restarts.setdefault(name, 0)
+        return sup
+
     async def run_forever(self) -> int:
+        """The daemon: 0 after SIGTERM/SIGINT, 1 when a loop kept failing."""
         self.recover()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        servers = [await serve_control(self.dir / SOCKET_NAME, self._control)]
-        if self.config.metrics.listen:
-            try:
-                servers.append(await serve_metrics(self.config.metrics.listen, self.metrics_page))
-            except OSError as exc:
-                log.error("cannot listen for /metrics on %s: %s", self.config.metrics.listen, exc)
-        loops = [asyncio.create_task(c) for c in (
-            self._poll_loop(), self._schedule_loop(), self._report_loop(), self._heartbeat_loop())]
+        self.supervisor.start()
         log.info("aami-agent %s started (hostname %s, server %s)", __version__,
                  self.config.agent.hostname, self.config.server.url)
-        await self._stop.wait()
-        log.info("stopping")
-        for task in loops:
-            task.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
+        failed = asyncio.ensure_future(self.supervisor.failed.wait())
+        stopped = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait([failed, stopped], return_when=asyncio.FIRST_COMPLETED)
+        failed.cancel()
+        stopped.cancel()
+        code = 1 if self.supervisor.failure else 0
+        log.info("stopping" if not code else
+                 f"stopping: loop {self.supervisor.failure} keeps failing (exit 1)")
+        await self.supervisor.stop()
         await self._finish_runs()
-        for server in servers:
-            server.close()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.report(), 5)
         self.save()
-        (self.dir / SOCKET_NAME).unlink(missing_ok=True)
         log.info("stopped")
-        return 0
+        return code
 
     async def _finish_runs(self) -> None:
         if not self._tasks:
@@ -258,27 +278,22 @@ class Agent:
             task.cancel()  # the executor kills the process group; the marker remains
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _sleep(self, seconds: float, *events: asyncio.Event) -> None:
-        if not events:  # asyncio.wait refuses an empty set: that killed the heartbeat loop
-            await asyncio.sleep(max(0.0, seconds))
-            return
-        waits = [asyncio.create_task(e.wait()) for e in events]
-        try:
-            await asyncio.wait(waits, timeout=max(0.0, seconds))
-        finally:
-            for w in waits:
-                w.cancel()
-        for e in events:
-            e.clear()
+    def _backoff(self, failures: int) -> float:
+        limits = self.config.limits
+        return next_delay(self.poll_interval(), failures, cap=limits.backoff_cap,
+                          jitter=limits.poll_jitter, rand=random.random())  # noqa: S311
 
-    async def _poll_loop(self) -> None:
+    async def _poll_loop(self, handle: LoopHandle) -> None:
         failures = 0
+        self.poller.progress = handle.progress
         while True:
             await self._refresh_system_info()
             outcome = await self.poller.poll()
             self.runner.save_book()  # the last successful poll, for an offline `status`
             failures = 0 if outcome.ok else failures + 1
-            if not outcome.ok:
+            if outcome.ok:
+                handle.ok()
+            else:
                 log.warning("poll failed (%d in a row): %s", failures, outcome.message)
             for waiter in self._poll_waiters:
                 if not waiter.done():
@@ -286,12 +301,9 @@ class Agent:
             self._poll_waiters.clear()
             self._wake_scheduler.set()
             self._wake_reporter.set()
-            limits = self.config.limits
-            delay = next_delay(self.poll_interval(), failures, cap=limits.backoff_cap,
-                               jitter=limits.poll_jitter, rand=random.random())  # noqa: S311
-            await self._sleep(delay, self._poll_now)
+            await handle.sleep(self._backoff(failures), self._poll_now)
 
-    async def _schedule_loop(self) -> None:
+    async def _schedule_loop(self, handle: LoopHandle) -> None:
         while True:
             for decision in self.due():
                 task = asyncio.create_task(self.runner.run(decision))
@@ -300,8 +312,9 @@ class Agent:
             until = seconds_until_next(self.assignments(), self.memory(), now=time.time(),
                                        hostname=self.config.agent.hostname,
                                        jitter_cap=self.config.limits.interval_jitter_cap)
+            handle.ok()
             wait = 60.0 if until is None else min(60.0, until)
-            await self._sleep(max(self.config.limits.tick, wait), self._wake_scheduler)
+            await handle.sleep(max(self.config.limits.tick, wait), self._wake_scheduler)
 
     def _run_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -309,18 +322,20 @@ class Agent:
             log.error("a run failed inside the agent", exc_info=task.exception())
         self._wake_scheduler.set()
 
-    async def _report_loop(self) -> None:
+    async def _report_loop(self, handle: LoopHandle) -> None:
         failures = 0
+        self.reporter.progress = handle.progress
         while True:
             pending = self.executions.count() + self.events.count()
             if pending:
                 failures = 0 if await self.report() else failures + 1
+            if not failures:
+                handle.ok()
             self.metrics.spool_pending = self.executions.count() + self.events.count()
-            delay = next_delay(self.poll_interval(), failures, cap=self.config.limits.backoff_cap,
-                               jitter=self.config.limits.poll_jitter, rand=random.random())  # noqa: S311
             # A new result or a successful poll wakes the reporter early, so results
             # flow as soon as the server is back, without waiting out the back-off.
-            await self._sleep(delay if failures else 60.0, self._wake_reporter)
+            await handle.sleep(self._backoff(failures) if failures else 60.0,
+                               self._wake_reporter)
 
     async def refresh_config(self) -> None:
         """`GET /agent/config`: this node's groups (shown by `status`) and intervals."""
@@ -334,14 +349,39 @@ class Agent:
             self.trusted.set_intervals(remote.poll_interval_seconds,
                                        remote.heartbeat_interval_seconds)
 
-    async def _heartbeat_loop(self) -> None:
+    async def _heartbeat_loop(self, handle: LoopHandle) -> None:
         beats = 0
         while True:
-            if await self.heartbeat() and beats % 20 == 0:
-                await self.refresh_config()
+            if await self.heartbeat():
+                handle.ok()
+                if beats % 20 == 0:
+                    await self.refresh_config()
             beats += 1
             interval = self.trusted.heartbeat_interval(self.config.agent.heartbeat_interval)
-            await self._sleep(interval)
+            await handle.sleep(interval)
+
+    async def _control_loop(self, handle: LoopHandle) -> None:
+        path = self.dir / SOCKET_NAME
+        server = await serve_control(path, self._control)
+        handle.ok()
+        try:
+            await handle.idle_forever()
+        finally:
+            server.close()
+            path.unlink(missing_ok=True)
+
+    async def _metrics_loop(self, handle: LoopHandle) -> None:
+        listen = self.config.metrics.listen or ""
+        try:
+            server = await serve_metrics(listen, self.metrics_page)
+        except OSError as exc:  # a port in use is a setting to fix, not a loop to restart
+            log.error("cannot listen for /metrics on %s: %s", listen, exc)
+            return
+        handle.ok()
+        try:
+            await handle.idle_forever()
+        finally:
+            server.close()
 
     async def _control(self, command: str) -> dict[str, Any]:
         if command == "status":
@@ -356,4 +396,3 @@ class Agent:
                 return {"ok": False, "message": "the poll did not finish in time"}
             return {"ok": outcome.ok, "message": outcome.message}
         return {"ok": False, "message": f"unknown command {command!r}"}
-

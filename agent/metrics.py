@@ -59,6 +59,10 @@ class AgentMetrics:
     spool_pending: int = 0
     spool_dropped: int = 0
     script_samples: dict[str, tuple[Sample, ...]] = field(default_factory=dict)
+    loop_restarts: dict[str, int] = field(default_factory=dict)
+
+    def count_loop_restart(self, loop: str) -> None:
+        self.loop_restarts[loop] = self.loop_restarts.get(loop, 0) + 1
 
     def observe_poll(self, seconds: float, ok: bool) -> None:
         for i, bound in enumerate(POLL_BUCKETS):
@@ -138,6 +142,14 @@ def render(m: AgentMetrics, version: str) -> str:
     out += [
         f'aami_agent_scripts_refused_total{{reason="{_escape(r)}"}} {n}'
         for r, n in sorted(m.refused.items())
+    ]
+    out += [
+        "# HELP aami_agent_loop_restarts_total Restarts of a long-lived loop after a failure.",
+        "# TYPE aami_agent_loop_restarts_total counter",
+    ]
+    out += [
+        f'aami_agent_loop_restarts_total{{loop="{_escape(name)}"}} {n}'
+        for name, n in sorted(m.loop_restarts.items())
     ]
     gauges = [
         ("aami_agent_last_successful_poll_timestamp_seconds",

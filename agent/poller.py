@@ -85,6 +85,7 @@ class Poller:
         self.default_run_as = default_run_as
         self.on_refusal = on_refusal
         self._keys_seen: object = None
+        self.progress: Callable[[], None] = lambda: None  # the poll loop's watchdog
 
     async def poll(self) -> PollOutcome:
         """One poll; never raises for server or network trouble (the outcome says)."""
@@ -122,6 +123,7 @@ class Poller:
         pairs = sorted(zip(answer.assignments, answer.raw, strict=True),
                        key=lambda p: _version_key(p[0]), reverse=True)
         for assignment, raw in pairs:
+            self.progress()  # one script fetch per step: a long answer is not a hang
             try:
                 ready = await self.source.load(
                     assignment,

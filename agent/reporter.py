@@ -54,6 +54,7 @@ class Reporter:
         self.executions = executions
         self.events = events
         self.batch_size = batch_size
+        self.progress: Callable[[], None] = lambda: None  # the report loop's watchdog
 
     async def flush(self) -> ReportStats:
         """Send everything spooled; raises the client's error if the server is away."""
@@ -94,6 +95,7 @@ class Reporter:
         stats.accepted += ack.accepted
         stats.duplicates += ack.duplicates
         spool.remove([path for path, _ in batch])
+        self.progress()
 
     async def _split(
         self, spool: Spool[R], send: Send, batch: list[tuple[Path, R]], stats: ReportStats

@@ -28,6 +28,7 @@ def build_status(
     spool_dropped: int,
     running: Collection[int] = (),
     refused: Mapping[str, int] | None = None,
+    loops: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Everything an operator asks first; never the token itself."""
     assignments = []
@@ -61,6 +62,8 @@ def build_status(
         "spool_pending": dict(spool_pending),
         "spool_dropped": spool_dropped,
         "refused": dict(refused or {}),
+        # Per long-lived loop: last successful cycle and restarts ({} with no daemon).
+        "loops": {name: dict(info) for name, info in (loops or {}).items()},
     }
 
 
@@ -79,6 +82,12 @@ def format_status(status: Mapping[str, Any]) -> str:
     ]
     if status.get("refused"):
         lines.append("refused:     " + ", ".join(f"{k} {v}" for k, v in status["refused"].items()))
+    loops = status.get("loops") or {}
+    if loops:
+        lines.append("loops:       " + ", ".join(
+            f"{name} ok {info['last_success'] or 'never'}"
+            + (f" ({info['restarts']} restarts)" if info["restarts"] else "")
+            for name, info in loops.items()))
     lines.append(f"assignments: {len(status['assignments'])}")
     for a in status["assignments"]:
         when = (f"every {a['interval_seconds']}s" if a["mode"] == "interval" else a["mode"])

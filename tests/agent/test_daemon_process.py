@@ -67,6 +67,8 @@ def test_status_poll_metrics_and_clean_sigterm(running_agent, tmp_path: Path) ->
     data = json.loads(status.stdout)
     assert data["daemon"] == "running" and data["hostname"] == "node-x"
     assert data["registered"] is False and TOKEN not in status.stdout
+    assert set(data["loops"]) == {"poll", "schedule", "report", "heartbeat", "control", "metrics"}
+    assert data["loops"]["poll"]["restarts"] == 0 and data["loops"]["control"]["last_success"]
 
     poll = cli("poll", "--now", "--config", str(config))
     assert poll.returncode == 1 and poll.stdout.startswith("poll failed: server unavailable")
@@ -75,6 +77,7 @@ def test_status_poll_metrics_and_clean_sigterm(running_agent, tmp_path: Path) ->
         page = resp.read().decode()
     assert "aami_agent_poll_duration_seconds_count" in page
     assert "aami_agent_polls_failed_total" in page
+    assert 'aami_agent_loop_restarts_total{loop="heartbeat"} 0' in page
 
     again = cli("run", "--config", str(config), "--once")
     assert again.returncode == 1 and "another aami-agent is running" in again.stderr
