@@ -231,4 +231,13 @@ def extract(path: Path, destination: Path, verified: VerifiedBundle) -> Path:
         target = root / relative
         if not target.is_file() or _sha256_file(target) != digest:
             raise BundleRefused("hash_mismatch", f"{relative}: changed after verification")
+    # A swapped archive could also add files: anything unlisted is refused, not ignored.
+    for found in destination.rglob("*"):
+        if found.is_dir() and not found.is_symlink():
+            continue
+        inside = found.is_relative_to(root)
+        relative = found.relative_to(root).as_posix() if inside else ""
+        if not inside or (relative not in verified.entries and relative not in CONTROL_FILES):
+            raise BundleRefused("unlisted_file",
+                                f"{found.relative_to(destination)}: appeared after verification")
     return root

@@ -3,8 +3,11 @@ and policies into the database, recorded as an `import` job with progress.
 
 Order of work, and why:
 
-1. The bundle is verified completely against the release key the operator pins
-   (`--key`, default `/etc/aami/release.pub`) before anything is read from it.
+1. The bundle is first copied into a private directory (0700), and that copy is
+   verified completely against the release key the operator pins (`--key`, default
+   `/etc/aami/release.pub`) and then extracted: a file swapped on the medium between
+   the check and the use changes nothing (time-of-check to time-of-use). Only the
+   files the signed manifest lists are imported; extraction refuses any other.
 2. Its `trusted-keys/*.pub` are registered as publisher keys (an already registered
    key is left as it is), so that
 3. each `scripts/*.signed.json` goes through the same upload path as
@@ -20,6 +23,7 @@ Every item is counted in the job's progress, readable meanwhile through
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,12 +60,14 @@ class ImportResult:
 def import_bundle(bundle: Path, release_public_pem: bytes,
                   progress: Progress | None = None) -> ImportResult:
     """Verify, then import. Runs synchronously against the bound database."""
-    verified = verify_archive(bundle, release_public_pem, progress)
     with tempfile.TemporaryDirectory(prefix="aami-import-") as tmp:
-        root = extract(bundle, Path(tmp), verified)
-        keys = sorted((root / "trusted-keys").glob("*.pub"))
-        signed = sorted((root / "scripts").glob("*.signed.json"))
-        policy_files = sorted((root / "policies").glob("*.y*ml"))
+        private = Path(tmp) / "bundle.tar.gz"  # TemporaryDirectory is mode 0700
+        shutil.copyfile(bundle, private)
+        verified = verify_archive(private, release_public_pem, progress)
+        root = extract(private, Path(tmp) / "tree", verified)
+        keys = _listed(root, verified.entries, "trusted-keys/", (".pub",))
+        signed = _listed(root, verified.entries, "scripts/", (".signed.json",))
+        policy_files = _listed(root, verified.entries, "policies/", (".yaml", ".yml"))
         wanted = _read_policies(policy_files, root)
         total = len(keys) + len(signed) + len(wanted)
         result = ImportResult(jobs.create("import", total=total,
@@ -83,6 +89,14 @@ def import_bundle(bundle: Path, release_public_pem: bytes,
         jobs.finish(result.job_id, detail={"bundle": bundle.name, **result.counts,
                                            "problems": result.problems})
     return result
+
+
+def _listed(root: Path, entries: dict[str, str], folder: str,
+            suffixes: tuple[str, ...]) -> list[Path]:
+    """The manifest's files directly in `folder` with one of `suffixes`, in order."""
+    return [root / path for path in sorted(entries)
+            if path.startswith(folder) and "/" not in path[len(folder):]
+            and path.endswith(suffixes)]
 
 
 def _read_policies(files: list[Path], root: Path) -> list[dict[str, Any]]:

@@ -165,6 +165,24 @@ def test_extract_rechecks_hashes(built: Path, release: tuple[bytes, bytes, Path]
         extract(swapped, tmp_path / "bad", verified)
 
 
+def test_extract_refuses_files_added_after_verification(
+    built: Path, release: tuple[bytes, bytes, Path], tmp_path: Path
+) -> None:
+    # The archive verified, then swapped for one with the same listed files plus one
+    # more: the extra file must not be imported just because it sits in scripts/.
+    verified = verify_archive(built, release[1])
+    swapped = tmp_path / "swapped.tar.gz"
+    with tarfile.open(built) as old, tarfile.open(swapped, "w:gz") as new:
+        for member in old.getmembers():
+            new.addfile(member, old.extractfile(member) if member.isfile() else None)
+        info = tarfile.TarInfo("aami-bundle-test/scripts/evil.signed.json")
+        info.size = 3
+        new.addfile(info, io.BytesIO(b"{}\n"))
+    with pytest.raises(BundleRefused, match="evil.signed.json") as refused:
+        extract(swapped, tmp_path / "bad", verified)
+    assert refused.value.reason == "unlisted_file"
+
+
 def test_failed_build_leaves_no_file(tmp_path: Path, release: tuple[bytes, bytes, Path]) -> None:
     from aami.bundle.build import BuildError
 
