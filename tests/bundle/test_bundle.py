@@ -178,7 +178,7 @@ def test_extract_refuses_files_added_after_verification(
         info = tarfile.TarInfo("aami-bundle-test/scripts/evil.signed.json")
         info.size = 3
         new.addfile(info, io.BytesIO(b"{}\n"))
-    with pytest.raises(BundleRefused, match="evil.signed.json") as refused:
+    with pytest.raises(BundleRefused, match=r"evil\.signed\.json") as refused:
         extract(swapped, tmp_path / "bad", verified)
     assert refused.value.reason == "unlisted_file"
 
