@@ -1,4 +1,5 @@
-"""JSON Schema fragments shared by routes (and so by the OpenAPI document)."""
+"""JSON Schema fragments shared by routes (and so by the OpenAPI document), and the
+request bodies that both the API and the web UI check (groups, policies)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,47 @@ def nullable(schema: Schema) -> Schema:
     if isinstance(kind, str):
         return {**schema, "type": [kind, "null"]}
     return {"anyOf": [schema, {"type": "null"}]}
+
+
+# Request bodies that the web UI's forms check too, by the very same rules.
+
+GROUP_FIELDS = {
+    "name": NAME,
+    "description": {"type": "string", "maxLength": 2000},
+    "priority": {"type": "integer", "minimum": -1_000_000, "maximum": 1_000_000},
+    "poll_interval_seconds": nullable(SECONDS),
+    "heartbeat_interval_seconds": nullable(SECONDS),
+}
+GROUP_CREATE_BODY = obj(["name"], GROUP_FIELDS)
+GROUP_UPDATE_BODY = {**obj([], GROUP_FIELDS), "minProperties": 1}
+
+SCOPES = ["global", "group", "target"]
+MODES = ["interval", "once"]
+VERSION_OR_LATEST = {"type": "string", "maxLength": 32,
+                     "pattern": r"^(latest|(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8}))$"}
+DURATION = {"type": ["string", "integer"], "maxLength": 32, "minimum": 1,
+            "maximum": SECONDS["maximum"],
+            "description": "a duration such as 60s, 5m, 1h (YAML short form)"}
+USER = {"type": "string", "pattern": "^[a-z_][a-z0-9_-]{0,31}$"}
+SCHEDULE_IN = obj(["mode"], {
+    "mode": {"enum": MODES},
+    "interval_seconds": nullable(SECONDS),
+    "interval": nullable(DURATION),
+})
+POLICY_FIELDS: dict[str, Any] = {
+    "name": NAME,
+    "script": NAME,
+    "version": VERSION_OR_LATEST,
+    "scope": {"enum": SCOPES},
+    "group": nullable(NAME),
+    "target": nullable(HOSTNAME),
+    "params": {"type": "object", "maxProperties": 256},
+    "schedule": SCHEDULE_IN,
+    "timeout_seconds": nullable(SECONDS),
+    "timeout": nullable(DURATION),
+    "run_as": nullable(USER),
+    "priority": {"type": "integer", "minimum": -1_000_000, "maximum": 1_000_000},
+    "enabled": {"type": "boolean"},
+}
+POLICY_CREATE_BODY = obj(["name", "script", "scope", "schedule"], POLICY_FIELDS)
+POLICY_PATCH_BODY = {**obj([], POLICY_FIELDS), "minProperties": 1}

@@ -7,31 +7,21 @@ from aiohttp import web
 from aami.server.appkeys import DATABASE
 from aami.server.routing import ADMIN, OPERATOR, VIEWER, Call, Route, json_reply
 from aami.server.schemas import (
+    GROUP_CREATE_BODY,
+    GROUP_FIELDS,
+    GROUP_UPDATE_BODY,
     ID_PATH,
-    NAME,
     OFFSET_QUERY,
-    SECONDS,
     limit_query,
     list_of,
-    nullable,
-    obj,
 )
 from aami.server.services import groups
 
-GROUP_FIELDS = {
-    "name": NAME,
-    "description": {"type": "string", "maxLength": 2000},
-    "priority": {"type": "integer", "minimum": -1_000_000, "maximum": 1_000_000},
-    "poll_interval_seconds": nullable(SECONDS),
-    "heartbeat_interval_seconds": nullable(SECONDS),
-}
 GROUP = {
     "type": "object",
     "required": ["id", "name", "priority", "created_at"],
     "properties": {"id": {"type": "integer"}, **GROUP_FIELDS},
 }
-CREATE_BODY = obj(["name"], GROUP_FIELDS)
-UPDATE_BODY = {**obj([], GROUP_FIELDS), "minProperties": 1}
 
 
 async def list_groups(call: Call) -> web.Response:
@@ -68,11 +58,11 @@ ROUTES = [
                  "offset": OFFSET_QUERY},
           responses={200: list_of(GROUP)}),
     Route("POST", "/api/v1/groups", create_group, "Create a group", OPERATOR, "groups",
-          body=CREATE_BODY, responses={201: GROUP}),
+          body=GROUP_CREATE_BODY, responses={201: GROUP}),
     Route("GET", "/api/v1/groups/{id}", get_group, "Read a group", VIEWER, "groups",
           path_params=ID_PATH, responses={200: GROUP}),
     Route("PATCH", "/api/v1/groups/{id}", update_group, "Change a group", OPERATOR, "groups",
-          path_params=ID_PATH, body=UPDATE_BODY, responses={200: GROUP}),
+          path_params=ID_PATH, body=GROUP_UPDATE_BODY, responses={200: GROUP}),
     Route("DELETE", "/api/v1/groups/{id}", delete_group, "Delete a group", ADMIN, "groups",
           path_params=ID_PATH, responses={204: None}),
 ]

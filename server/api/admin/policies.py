@@ -2,56 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from aami.server.appkeys import DATABASE
 from aami.server.routing import OPERATOR, VIEWER, Call, Route, json_reply
 from aami.server.schemas import (
-    HOSTNAME,
     ID_PATH,
+    MODES,
     NAME,
     OFFSET_QUERY,
-    SECONDS,
+    POLICY_CREATE_BODY,
+    POLICY_PATCH_BODY,
+    SCOPES,
     TIMESTAMP,
     limit_query,
     list_of,
-    nullable,
-    obj,
 )
 from aami.server.services import policies
 
-SCOPES = ["global", "group", "target"]
-MODES = ["interval", "once"]
-VERSION_OR_LATEST = {"type": "string", "maxLength": 32,
-                     "pattern": r"^(latest|(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8}))$"}
-DURATION = {"type": ["string", "integer"], "maxLength": 32, "minimum": 1,
-            "maximum": policies.MAX_SECONDS,
-            "description": "a duration such as 60s, 5m, 1h (YAML short form)"}
-USER = {"type": "string", "pattern": "^[a-z_][a-z0-9_-]{0,31}$"}
-SCHEDULE_IN = obj(["mode"], {
-    "mode": {"enum": MODES},
-    "interval_seconds": nullable(SECONDS),
-    "interval": nullable(DURATION),
-})
-POLICY_FIELDS: dict[str, Any] = {
-    "name": NAME,
-    "script": NAME,
-    "version": VERSION_OR_LATEST,
-    "scope": {"enum": SCOPES},
-    "group": nullable(NAME),
-    "target": nullable(HOSTNAME),
-    "params": {"type": "object", "maxProperties": 256},
-    "schedule": SCHEDULE_IN,
-    "timeout_seconds": nullable(SECONDS),
-    "timeout": nullable(DURATION),
-    "run_as": nullable(USER),
-    "priority": {"type": "integer", "minimum": -1_000_000, "maximum": 1_000_000},
-    "enabled": {"type": "boolean"},
-}
-CREATE_BODY = obj(["name", "script", "scope", "schedule"], POLICY_FIELDS)
-PATCH_BODY = {**obj([], POLICY_FIELDS), "minProperties": 1}
 POLICY = {
     "type": "object",
     "required": ["id", "name", "script", "version", "scope", "group", "target", "params",
@@ -119,14 +87,14 @@ ROUTES = [
                  "limit": limit_query(), "offset": OFFSET_QUERY},
           responses={200: list_of(POLICY)}),
     Route("POST", "/api/v1/policies", create_policy, "Create a policy", OPERATOR, "policies",
-          body=CREATE_BODY, responses={201: POLICY}),
+          body=POLICY_CREATE_BODY, responses={201: POLICY}),
     Route("GET", "/api/v1/policies/{id}", get_policy, "Read a policy", VIEWER, "policies",
           path_params=ID_PATH, responses={200: POLICY}),
     Route("PUT", "/api/v1/policies/{id}", replace_policy, "Replace a policy", OPERATOR,
-          "policies", path_params=ID_PATH, body=CREATE_BODY, responses={200: POLICY}),
+          "policies", path_params=ID_PATH, body=POLICY_CREATE_BODY, responses={200: POLICY}),
     Route("PATCH", "/api/v1/policies/{id}", patch_policy,
           "Change some fields of a policy (the result is validated as a whole)", OPERATOR,
-          "policies", path_params=ID_PATH, body=PATCH_BODY, responses={200: POLICY}),
+          "policies", path_params=ID_PATH, body=POLICY_PATCH_BODY, responses={200: POLICY}),
     Route("DELETE", "/api/v1/policies/{id}", delete_policy, "Delete a policy", OPERATOR,
           "policies", path_params=ID_PATH, responses={204: None}),
 ]

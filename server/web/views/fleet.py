@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
-from aami.server.api.admin.groups import CREATE_BODY as GROUP_CREATE_BODY
 from aami.server.appkeys import DATABASE
 from aami.server.errors import ApiError
+from aami.server.schemas import GROUP_CREATE_BODY
 from aami.server.services import groups, targets, tokens, ui_queries
 from aami.server.timefmt import utcnow
 from aami.server.tokens import Role

@@ -13,9 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from aami.server.api.admin.policies import CREATE_BODY
 from aami.server.appkeys import DATABASE
 from aami.server.errors import ApiError
+from aami.server.schemas import POLICY_CREATE_BODY
 from aami.server.services import execution_history, groups, policies, ui_queries
 from aami.server.timefmt import utcnow
 from aami.server.tokens import Role
@@ -162,7 +162,7 @@ async def policy_save(request: web.Request) -> web.StreamResponse:
     enabled = posted.get("enabled") == "on"
     try:
         body = body_from_form(form, enabled)
-        check_schema(body, CREATE_BODY, "body")
+        check_schema(body, POLICY_CREATE_BODY, "body")
         if policy_id is None:
             saved = await request.app[DATABASE].run(policies.create, body)
         else:
