@@ -94,11 +94,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config.server.ca_file and not os.access(config.server.ca_file, os.R_OK):
         raise ConfigError(f"server.ca_file: cannot read {config.server.ca_file}")
     import asyncio
+    import faulthandler
 
     from aami.agent.daemon import Agent
     from aami.agent.logging_setup import Masker, setup_logging
     from aami.agent.state import ensure_state_dir
 
+    faulthandler.enable()  # a watchdog SIGABRT leaves each thread's traceback in the journal
     masker = Masker(config.logging.mask_patterns)
     setup_logging(config.logging.level, config.logging.format, masker, verbose=config.verbose)
     try:

@@ -27,7 +27,7 @@ import signal
 import time
 from typing import Any
 
-from aami.agent import __version__, system_info
+from aami.agent import __version__, sdnotify, system_info
 from aami.agent.cache import ScriptCache, ScriptRefused, ScriptSource, TrustedKeys, refusal_event
 from aami.agent.client import AgentClient, AgentClientError, HttpAgentClient
 from aami.agent.config import AgentConfig
@@ -252,11 +252,14 @@ class Agent:
         self.supervisor.start()
         log.info("aami-agent %s started (hostname %s, server %s)", __version__,
                  self.config.agent.hostname, self.config.server.url)
+        watchdog = asyncio.create_task(self._watchdog())
         failed = asyncio.ensure_future(self.supervisor.failed.wait())
         stopped = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait([failed, stopped], return_when=asyncio.FIRST_COMPLETED)
         failed.cancel()
         stopped.cancel()
+        watchdog.cancel()
+        sdnotify.notify("STOPPING=1")
         code = 1 if self.supervisor.failure else 0
         log.info("stopping" if not code else
                  f"stopping: loop {self.supervisor.failure} keeps failing (exit 1)")
@@ -267,6 +270,27 @@ class Agent:
         self.save()
         log.info("stopped")
         return code
+
+    async def _watchdog(self) -> None:
+        """READY=1 once the control socket is up; WATCHDOG=1 while no loop is hung."""
+        control = self.supervisor.handles["control"]
+        while control.last_success is None:
+            await asyncio.sleep(0.05)
+        sdnotify.notify("READY=1\nSTATUS=polling " + self.config.server.url)
+        period = sdnotify.watchdog_period()
+        if period is None:
+            return
+        warned: list[str] = []
+        while True:
+            stalled = self.supervisor.stalled()
+            if not stalled:
+                sdnotify.notify("WATCHDOG=1")
+            elif stalled != warned:  # once per change, not every period
+                log.error("loop(s) %s made no progress for %gs: not feeding the systemd "
+                          "watchdog, systemd will restart the agent", ", ".join(stalled),
+                          self.supervisor.stall_limit)
+            warned = stalled
+            await asyncio.sleep(period)
 
     async def _finish_runs(self) -> None:
         if not self._tasks:

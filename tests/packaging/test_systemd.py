@@ -130,6 +130,10 @@ def test_agent_unit_contract() -> None:
         "/usr/bin/aami-agent run --config /etc/aami/agent.yaml"
     ]
     assert unit_values(unit, "Service", "Restart") == ["always"]
+    # READY=1 and the watchdog come from the agent itself (agent/sdnotify.py).
+    assert unit_values(unit, "Service", "Type") == ["notify"]
+    assert unit_values(unit, "Service", "NotifyAccess") == ["main"]
+    assert unit_values(unit, "Service", "WatchdogSec") == ["60s"]
     assert unit_values(unit, "Service", "StateDirectory") == ["aami-agent"]
     # The agent TERMs its scripts' process groups itself; systemd sweeps the rest.
     assert unit_values(unit, "Service", "KillMode") == ["mixed"]
