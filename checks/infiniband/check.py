@@ -167,10 +167,10 @@ def collect(params: dict, m: Metrics) -> None:
     devices = params.get("devices", [])
     has_sysfs = os.path.isdir(base)
     has_ibstat = shutil.which("ibstat") is not None
-    m.add("aami_ib_source_available", "gauge",
-          "1 if this source of port data exists (sysfs: the RDMA kernel drivers are loaded).",
-          1 if has_sysfs else 0, source="sysfs")
-    m.add("aami_ib_source_available", "gauge", "", 1 if has_ibstat else 0, source="ibstat")
+    for source, present in (("sysfs", has_sysfs), ("ibstat", has_ibstat)):
+        m.add("aami_ib_source_available", "gauge",
+              "1 if this source of port data exists (sysfs: the RDMA drivers are loaded).",
+              1 if present else 0, source=source)
     if has_sysfs:
         emit(sysfs_ports(base, devices), params, m)
     elif has_ibstat:

@@ -19,7 +19,8 @@ from tests.checks.replay import CHECKS, ROOT
 BIN = Path(sys.executable).parent
 NAMES = sorted(p.parent.name for p in CHECKS.glob("*/manifest.json"))
 # The checks issue 16 asks for; a folder added or lost without updating this fails.
-CATALOG = sorted(["gpu-health", "gpu-xid", "nvlink", "infiniband", "nvme-health", "disk-smart"])
+CATALOG = sorted(["gpu-health", "gpu-xid", "nvlink", "infiniband", "nvme-health", "disk-smart",
+                  "parallel-fs", "mounts", "time-sync", "version-drift"])
 METRIC = re.compile(r"\baami_[a-z0-9_]+[a-z0-9]\b")
 
 
