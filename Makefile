@@ -93,8 +93,9 @@ catalog: $(STAMP)
 	@if [ -z "$(PUBLISHER_KEY)" ]; then \
 	  echo "WARNING: no PUBLISHER_KEY given: signing the catalog with the DEVELOPMENT key" \
 	       "$(DEV_PUBLISHER_KEY). Do not ship it; nodes must not trust this key." >&2; \
-	  [ -f $(DEV_PUBLISHER_KEY) ] || $(BIN)/aami keys generate --out build/dev-keys \
-	       --name dev-publisher >/dev/null; \
+	  [ -f "$(DEV_PUBLISHER_KEY)" ] || $(BIN)/aami keys generate \
+	       --out "$(dir $(DEV_PUBLISHER_KEY))" \
+	       --name "$(basename $(notdir $(DEV_PUBLISHER_KEY)))" >/dev/null; \
 	fi
 	$(BIN)/python checks/build_catalog.py --key "$(or $(PUBLISHER_KEY),$(DEV_PUBLISHER_KEY))" \
 	    --out "$(CATALOG_DIR)" --runner-user "$(RUNNER_USER)" --aami $(BIN)/aami

@@ -45,6 +45,23 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return base / "keys", out
 
 
+def test_make_catalog_without_a_key_warns_and_uses_a_development_key(tmp_path: Path) -> None:
+    dev_key = tmp_path / "dev-keys" / "dev-publisher.key"
+    done = subprocess.run(
+        ["make", "-s", "-o", ".venv/.installed", "catalog", f"CATALOG_DIR={tmp_path / 'out'}",
+         f"DEV_PUBLISHER_KEY={dev_key}"],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: no PUBLISHER_KEY given" in done.stderr
+    assert "DEVELOPMENT key" in done.stderr and str(dev_key) in done.stderr
+    keys = tmp_path / "trusted"
+    keys.mkdir()
+    (keys / "dev.pub").write_bytes(dev_key.with_suffix(".pub").read_bytes())
+    verified = aami("script", "verify", str(tmp_path / "out" / "mounts.signed.json"),
+                    "--trusted-keys", str(keys))
+    assert verified.returncode == 0, verified.stderr
+
+
 def test_catalog_holds_exactly_the_checks(signed: tuple[Path, Path]) -> None:
     _, out = signed
     assert NAMES == CATALOG
