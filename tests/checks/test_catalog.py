@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from aami import trust
 from aami.bundle.build import BINARIES
@@ -145,3 +146,19 @@ def test_no_two_checks_print_the_same_metric() -> None:
         for metric in set(METRIC.findall((CHECKS / name / "check.py").read_text())):
             assert metric not in owners, f"{metric} printed by {owners[metric]} and {name}"
             owners[metric] = name
+
+
+def test_docs_alert_rules_parse_and_name_only_metrics_the_catalog_prints() -> None:
+    printed = set()
+    for name in NAMES:
+        printed |= set(METRIC.findall((CHECKS / name / "check.py").read_text()))
+    text = (ROOT / "docs" / "checks.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert len(blocks) == len(NAMES)  # one block of alert rules per check
+    for block in blocks:
+        rules = yaml.safe_load(block)
+        assert isinstance(rules, list) and rules
+        for rule in rules:
+            assert set(rule) <= {"alert", "expr", "for"} and {"alert", "expr"} <= set(rule)
+            used = set(METRIC.findall(rule["expr"]))
+            assert used and used <= printed, f"{rule['alert']}: {sorted(used - printed)}"
