@@ -21,7 +21,7 @@ from aami.server.appkeys import AUTHENTICATOR, CONFIG, DATABASE, HTTP_METRICS, O
 from aami.server.auth import Authenticator
 from aami.server.config import ServerConfig
 from aami.server.db import Database
-from aami.server.errors import error_middleware
+from aami.server.http_errors import error_middleware
 from aami.server.http_metrics import HttpMetrics, loop_lag_ctx
 from aami.server.migrations import migrate
 from aami.server.openapi import build_document

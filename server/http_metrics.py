@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 from aami.server.appkeys import HTTP_METRICS
-from aami.server.errors import Handler
+from aami.server.http_errors import Handler
 
 LAG_PERIOD = 0.25
 

@@ -7,7 +7,7 @@ server and the CLI all run the very same checks. Start reading at `trust.verify`
 
 from aami.trust.envelope import Envelope, Signature, add_signature, pae, sign_envelope
 from aami.trust.errors import (
-    API_ERRORS,
+    API_CODES,
     REASONS,
     BadSignature,
     ContentTooLarge,
@@ -43,7 +43,7 @@ from aami.trust.statement import INTERPRETERS, PAYLOAD_TYPE, ScriptStatement, pa
 from aami.trust.verify import VerifiedScript, VerifyLimits, verify_script
 
 __all__ = [
-    "API_ERRORS",
+    "API_CODES",
     "FORMAT",
     "INTERPRETERS",
     "PAYLOAD_TYPE",

@@ -14,7 +14,7 @@ Two families, as in python-tuf's ngclient:
 from __future__ import annotations
 
 __all__ = [
-    "API_ERRORS",
+    "API_CODES",
     "REASONS",
     "BadSignature",
     "ContentTooLarge",
@@ -197,14 +197,9 @@ REASONS: tuple[str, ...] = tuple(
 )
 
 
-# How a server answers an upload refused by a rule: reason -> (HTTP status, API code).
-# Content the client sent is malformed or fails a check: 422 (or 413 for size limits);
-# a version not above the stored ones is a conflict with server state: 409.
-API_ERRORS: dict[str, tuple[int, str]] = {
-    reason: (422, reason.upper()) for reason in REASONS
-} | {
-    "bad_signature": (422, "SIGNATURE_INVALID"),
-    "content_too_large": (413, "CONTENT_TOO_LARGE"),
-    "payload_too_large": (413, "PAYLOAD_TOO_LARGE"),
-    "rollback": (409, "VERSION_NOT_HIGHER"),
+# The stable API code of each refusal reason (the server's error bodies carry it;
+# the HTTP status is the server's business: server/http_errors.py).
+API_CODES: dict[str, str] = {reason: reason.upper() for reason in REASONS} | {
+    "bad_signature": "SIGNATURE_INVALID",
+    "rollback": "VERSION_NOT_HIGHER",
 }

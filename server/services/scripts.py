@@ -6,7 +6,8 @@ the document parses, a registered and unrevoked publisher key signed it, the con
 hash matches, the statement has not expired, and its version is higher than every
 stored version of that name. Re-sending the very same statement and content is a
 harmless no-op (200), so publishing is idempotent. Refusals keep the trust package's
-reason code: the HTTP status and API code come from `trust.errors.API_ERRORS`.
+reason code: the API code comes from `trust.errors.API_CODES`, the status from
+server/http_errors.py.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any
 import peewee
 
 from aami.server.db import write_transaction
-from aami.server.errors import ApiError, Conflict, NotFound
+from aami.server.errors import Conflict, NotFound, TrustRefused
 from aami.server.models import PublisherKey, Script
 from aami.server.services import publisher_keys, revision
 from aami.server.timefmt import iso
-from aami.trust.errors import API_ERRORS, TrustError
+from aami.trust.errors import API_CODES, TrustError
 from aami.trust.signed_script import SignedScript
 from aami.trust.statement import ScriptStatement, parse_version
 from aami.trust.verify import verify_script
@@ -33,12 +34,10 @@ _NEWEST_FIRST = (Script.version_major.desc(), Script.version_minor.desc(),
                  Script.version_patch.desc())
 
 
-def refusal_error(exc: TrustError) -> ApiError:
-    """The API error for a trust refusal: status and code from API_ERRORS."""
-    status, code = API_ERRORS.get(exc.reason, (422, exc.reason.upper()))
-    error = ApiError(str(exc), code=code, details={"reason": exc.reason})
-    error.status = status
-    return error
+def refusal_error(exc: TrustError) -> TrustRefused:
+    """The API error for a trust refusal, with the stable code of its reason."""
+    return TrustRefused(str(exc), reason=exc.reason,
+                        code=API_CODES.get(exc.reason, exc.reason.upper()))
 
 
 def to_wire(row: Script, key: PublisherKey | None = None) -> dict[str, Any]:

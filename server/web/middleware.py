@@ -23,6 +23,7 @@ from aiohttp import web
 from aami.server.appkeys import DATABASE
 from aami.server.db import DatabaseUnavailable
 from aami.server.errors import ApiError, Forbidden
+from aami.server.http_errors import status_of
 from aami.server.services import ui_sessions
 from aami.server.services.ui_sessions import UiUser
 from aami.server.tokens import Role
@@ -110,7 +111,7 @@ async def ui_middleware(request: web.Request, handler: Handler) -> web.StreamRes
                           exc.reason}, status=exc.status)
     except ApiError as exc:
         response = render(request, "error.html", {"title": exc.code.replace("_", " ").title(),
-                                                  "message": exc.message}, status=exc.status)
+                                                  "message": exc.message}, status=status_of(exc))
     except DatabaseUnavailable:
         response = render(request, "error.html", {
             "title": "Database unavailable", "message": "The database is not reachable; "

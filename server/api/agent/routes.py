@@ -23,7 +23,8 @@ from aami.server.appkeys import (
     STATUS_BUFFER,
 )
 from aami.server.auth import Authenticator
-from aami.server.errors import InvalidToken, NotFound, PayloadTooLarge, error_response
+from aami.server.errors import InvalidToken, NotFound, PayloadTooLarge
+from aami.server.http_errors import error_response
 from aami.server.principal import BootstrapPrincipal
 from aami.server.routing import AGENT, BOOTSTRAP, Call, Route, json_reply
 from aami.server.schemas import SHA256

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from aami.server.appkeys import DATABASE
 from aami.server.errors import ApiError
+from aami.server.http_errors import status_of
 from aami.server.services import publisher_keys, scripts, ui_queries
 from aami.server.tokens import Role
 from aami.server.web.middleware import require_role
@@ -71,7 +72,7 @@ async def key_register(request: web.Request) -> web.StreamResponse:
     except ApiError as exc:
         field = str(exc.details.get("field", "body.public_key")).removeprefix("body.")
         return await key_list(request, errors={field: exc.message.split(": ", 1)[-1]},
-                              form=values, status=exc.status)
+                              form=values, status=status_of(exc))
     raise see_other("/ui/keys")
 
 

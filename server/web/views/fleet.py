@@ -9,6 +9,7 @@ from aiohttp import web
 
 from aami.server.appkeys import DATABASE
 from aami.server.errors import ApiError
+from aami.server.http_errors import status_of
 from aami.server.schemas import GROUP_CREATE_BODY
 from aami.server.services import groups, targets, tokens, ui_queries
 from aami.server.timefmt import utcnow
@@ -55,7 +56,7 @@ async def group_create(request: web.Request) -> web.StreamResponse:
         created = await request.app[DATABASE].run(groups.create, body)
     except ApiError as exc:
         return await group_list(request, errors={_field(exc, "name"): exc.message},
-                                form=values, status=exc.status)
+                                form=values, status=status_of(exc))
     raise see_other(f"/ui/groups/{created['id']}")
 
 
@@ -121,7 +122,7 @@ async def bootstrap_create(request: web.Request) -> web.StreamResponse:
             expires_at=utcnow() + timedelta(seconds=seconds), group=values["group"] or None)
     except ApiError as exc:
         return await bootstrap_list(request, errors={"group": exc.message}, form=values,
-                                    status=exc.status)
+                                    status=status_of(exc))
     return await bootstrap_list(request, created={**row, "token": secret})
 
 

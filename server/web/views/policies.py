@@ -15,6 +15,7 @@ from aiohttp import web
 
 from aami.server.appkeys import DATABASE
 from aami.server.errors import ApiError
+from aami.server.http_errors import status_of
 from aami.server.schemas import POLICY_CREATE_BODY
 from aami.server.services import execution_history, groups, policies, ui_queries
 from aami.server.timefmt import utcnow
@@ -171,11 +172,11 @@ async def policy_save(request: web.Request) -> web.StreamResponse:
         return await _form_page(request, form, enabled=enabled, policy_id=policy_id,
                                 errors={exc.field: exc.message}, status=400)
     except ApiError as exc:
-        if exc.status == 404 and "field" not in exc.details:
+        if status_of(exc) == 404 and "field" not in exc.details:
             raise
         field = form_field(str(exc.details.get("field", "body.name")))
         return await _form_page(request, form, enabled=enabled, policy_id=policy_id,
-                                errors={field: exc.message}, status=exc.status)
+                                errors={field: exc.message}, status=status_of(exc))
     raise see_other(f"/ui/policies/{saved['id']}")
 
 
