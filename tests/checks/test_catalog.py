@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -16,6 +17,7 @@ import yaml
 from aami import trust
 from aami.bundle.build import BINARIES
 from tests.checks.replay import CHECKS, ROOT
+from tests.harness import require
 
 BIN = Path(sys.executable).parent
 NAMES = sorted(p.parent.name for p in CHECKS.glob("*/manifest.json"))
@@ -33,6 +35,7 @@ def aami(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The catalog signed by `make catalog` with a throwaway key: (keys dir, catalog dir)."""
+    require(shutil.which("make") is not None, "make is needed for `make catalog`")
     base = tmp_path_factory.mktemp("catalog")
     assert aami("keys", "generate", "--out", str(base / "keys"), "--name", "ops").returncode == 0
     out = base / "catalog"
@@ -47,6 +50,7 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_make_catalog_without_a_key_warns_and_uses_a_development_key(tmp_path: Path) -> None:
+    require(shutil.which("make") is not None, "make is needed for `make catalog`")
     dev_key = tmp_path / "dev-keys" / "dev-publisher.key"
     done = subprocess.run(
         ["make", "-s", "-o", ".venv/.installed", "catalog", f"CATALOG_DIR={tmp_path / 'out'}",
