@@ -115,7 +115,8 @@ class Run:
 
 def run_check(check: str, params: dict[str, Any] | None = None, *, bin_dir: Path | None = None,
               env: dict[str, str] | None = None, expect_metrics: bool = True,
-              timeout: float = 30) -> Run:
+              stdin_only: bool = False, timeout: float = 30) -> Run:
+    """`stdin_only`: parameters only as JSON on stdin (the old cron runner's way)."""
     params = params or {}
     if bin_dir:
         bin_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +132,8 @@ def run_check(check: str, params: dict[str, Any] | None = None, *, bin_dir: Path
         elif isinstance(value, str | int | float):
             environment[f"AAMI_PARAM_{_env_name(name)}"] = str(value)
     environment.update(env or {})
+    if stdin_only:
+        environment = {k: v for k, v in environment.items() if not k.startswith("AAMI_PARAM")}
     done = subprocess.run(
         [PYTHON3, str(CHECKS / check / "check.py")], input=json.dumps(params),
         capture_output=True, text=True, env=environment, timeout=timeout,

@@ -166,3 +166,13 @@ def test_docs_alert_rules_parse_and_name_only_metrics_the_catalog_prints() -> No
             assert set(rule) <= {"alert", "expr", "for"} and {"alert", "expr"} <= set(rule)
             used = set(METRIC.findall(rule["expr"]))
             assert used and used <= printed, f"{rule['alert']}: {sorted(used - printed)}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_readme_documents_every_parameter(name: str) -> None:
+    schema = json.loads((CHECKS / name / "schema.json").read_text())
+    readme = (CHECKS / name / "README.md").read_text()
+    docs = (ROOT / "docs" / "checks.md").read_text()
+    for parameter in schema.get("properties", {}):
+        assert f"`{parameter}`" in readme, f"{name}/README.md: {parameter}"
+        assert f"`{parameter}`" in docs, f"docs/checks.md: {name}.{parameter}"

@@ -106,3 +106,11 @@ def test_bad_parameters_fail_with_one_line(tmp_path: Path) -> None:
                     expect_metrics=False)
     assert run.returncode != 0
     assert run.stderr.strip() == "parameters: must be a JSON object"
+
+
+def test_parameters_only_on_stdin(tmp_path: Path) -> None:
+    stub(tmp_path, "nvidia-smi", [{"match": ["--query-gpu="], "query_csv": F / "h100-idle.csv"}])
+    run = run_check("gpu-health", {"expected_count": 4, "max_temperature_celsius": 40},
+                    bin_dir=tmp_path, stdin_only=True)
+    assert run.value("aami_gpu_expected_count") == 4
+    assert run.value("aami_gpu_temperature_over_limit") == 1  # 41 > 40
