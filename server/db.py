@@ -83,6 +83,11 @@ def write_transaction() -> Any:
     return database_proxy.atomic()
 
 
+def ping() -> None:
+    """One round trip to the database (readiness): raises if it does not answer."""
+    database_proxy.execute_sql("SELECT 1")
+
+
 def tuples(query: Any) -> list[tuple[Any, ...]]:
     """A query's rows as plain tuples (peewee's stubs say model instances)."""
     return cast(list[tuple[Any, ...]], list(query.tuples()))

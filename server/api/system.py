@@ -5,13 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from aami.server.appkeys import DATABASE, HTTP_METRICS, OPENAPI
+from aami.server.db import ping
 from aami.server.routing import PUBLIC, Call, Route, json_reply
-
-
-def _ping() -> None:
-    from aami.server.models import database_proxy
-
-    database_proxy.execute_sql("SELECT 1")
 
 
 async def health(call: Call) -> web.Response:
@@ -19,7 +14,7 @@ async def health(call: Call) -> web.Response:
 
 
 async def ready(call: Call) -> web.Response:
-    await call.app[DATABASE].run(_ping)
+    await call.app[DATABASE].run(ping)
     return json_reply({"status": "ready", "database": "ok"})
 
 
