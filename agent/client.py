@@ -19,8 +19,10 @@ translated here, chained with `raise ... from`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
+import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -132,6 +134,8 @@ class HttpAgentClient:
         self._port = parts.port
         self._prefix = parts.path.rstrip("/") + "/api/v1"
         self._timeout = timeout
+        # Connect and read may each take `timeout`; past twice that the answer is hung.
+        self._deadline = 2 * timeout
         self._max = max_response_bytes
         self._token = token
         self._ssl: ssl.SSLContext | None = None
@@ -151,20 +155,48 @@ class HttpAgentClient:
         return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
 
     def _exchange(
-        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+        self,
+        conn: http.client.HTTPConnection,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
     ) -> _Response:
-        conn = self._connection()
         try:
             conn.request(method, self._prefix + path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read(self._max + 1)
             if len(data) > self._max:
                 raise MalformedResponse(f"{method} {path}: response larger than {self._max} bytes")
+            if resp.length:  # read(n) returns short, without complaint, on an early close
+                raise ServerUnavailable(
+                    f"{method} {path}: truncated answer ({resp.length} bytes missing)")
             return _Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
-        except (OSError, http.client.HTTPException) as exc:
-            raise ServerUnavailable(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            # ssl errors are OSErrors; ValueError: a header or chunk the server garbled.
+            raise ServerUnavailable(f"{method} {path}: {_describe(exc)}") from exc
         finally:
             conn.close()
+
+    async def _send(self, method: str, path: str, body: bytes | None,
+                    headers: dict[str, str]) -> _Response:
+        """One exchange in a worker thread, under a hard deadline: the socket timeout
+        bounds each read, but a server that trickles a byte at a time would hold the
+        loop forever. Past the deadline the socket is shut down, which ends the thread."""
+        conn = self._connection()
+        work = asyncio.ensure_future(
+            asyncio.to_thread(self._exchange, conn, method, path, body, headers))
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), self._deadline)
+        except TimeoutError:
+            _abort(conn)
+            with contextlib.suppress(AgentClientError):
+                await work
+            raise ServerUnavailable(
+                f"{method} {path}: no complete answer within {self._deadline:g}s") from None
+        except asyncio.CancelledError:
+            _abort(conn)
+            raise
 
     async def _call(
         self,
@@ -184,7 +216,7 @@ class HttpAgentClient:
             body = json.dumps(payload, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
         headers.update(extra or {})
-        resp = await asyncio.to_thread(self._exchange, method, path, body, headers)
+        resp = await self._send(method, path, body, headers)
         if resp.status >= 500:
             raise ServerUnavailable(f"{method} {path}: HTTP {resp.status}")
         if resp.status >= 400:
@@ -193,10 +225,7 @@ class HttpAgentClient:
 
     async def _json(self, method: str, path: str, payload: Any = None, **kw: Any) -> Any:
         resp = await self._call(method, path, payload, **kw)
-        try:
-            return json.loads(resp.body)
-        except ValueError as exc:
-            raise MalformedResponse(f"{method} {path}: body is not JSON") from exc
+        return _decode(resp, f"{method} {path}")
 
     # -- the Agent API -------------------------------------------------------------
 
@@ -222,11 +251,7 @@ class HttpAgentClient:
         resp = await self._call("GET", "/agent/assignments", extra=extra)
         if resp.status == 304:
             return None
-        try:
-            data = json.loads(resp.body)
-        except ValueError as exc:
-            raise MalformedResponse("GET /agent/assignments: body is not JSON") from exc
-        return _parse(AssignmentSet.from_json, data)
+        return _parse(AssignmentSet.from_json, _decode(resp, "GET /agent/assignments"))
 
     async def get_script(self, sha256: str) -> bytes:
         resp = await self._call(
@@ -250,11 +275,39 @@ class HttpAgentClient:
         return token
 
 
+def _decode(resp: _Response, what: str) -> Any:
+    """The body as JSON; anything else (an HTML error page, garbage, JSON nested deep
+    enough to exhaust the parser's recursion) is a malformed answer, not a crash."""
+    try:
+        return json.loads(resp.body)
+    except ValueError as exc:  # includes bad UTF-8
+        kind = resp.headers.get("content-type", "?").split(";")[0]
+        raise MalformedResponse(f"{what}: body is not JSON ({kind})") from exc
+    except RecursionError as exc:
+        raise MalformedResponse(f"{what}: JSON nested too deeply") from exc
+
+
 def _parse(parser: Any, data: Any) -> Any:
     try:
         return parser(data)
     except ProtocolError as exc:
         raise MalformedResponse(str(exc)) from exc
+    except (TypeError, ValueError, AttributeError, KeyError, RecursionError) as exc:
+        # The typed parsers check shapes; this is the net under them.
+        raise MalformedResponse(f"unexpected answer: {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
+
+
+def _abort(conn: http.client.HTTPConnection) -> None:
+    """Unblock a worker thread stuck on this connection's socket."""
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _refusal(resp: _Response) -> ServerRefused:

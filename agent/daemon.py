@@ -169,7 +169,8 @@ class Agent:
         try:
             stats = await self.registrar.call(self.reporter.flush)
         except (AgentClientError, NotRegistered) as exc:
-            log.info("results stay spooled: %s", exc)
+            self.metrics.reports_failed += 1
+            log.warning("report failed, results stay spooled: %s", exc)
             return False
         if stats.accepted or stats.duplicates:
             log.info("reported %d records (%d already known to the server)",
@@ -183,7 +184,8 @@ class Agent:
                 self.client, self.book, started_monotonic=self.started,
                 system_info=self._sysinfo))
         except (AgentClientError, NotRegistered) as exc:
-            log.debug("heartbeat failed: %s", exc)
+            self.metrics.heartbeats_failed += 1
+            log.warning("heartbeat failed: %s", exc)
             return False
         self.trusted.set_intervals(intervals.poll_interval_seconds,
                                    intervals.heartbeat_interval_seconds)

@@ -108,7 +108,22 @@ def build_env(req: ExecutionRequest) -> dict[str, str]:
             env[param_env_name(name)] = "true" if value else "false"
         elif isinstance(value, str | int | float):
             env[param_env_name(name)] = str(value)
+    for key, text in env.items():
+        _check_env(key, text)
     return env
+
+
+def _check_env(key: str, text: str) -> None:
+    """The kernel takes NUL-terminated bytes: a NUL or a lone surrogate in a parameter
+    cannot be passed, and must fail the run with a clear message, not the runner."""
+    if "\0" in text:
+        raise ExecutionRefused(f"{key}: contains a NUL character, which cannot be passed "
+                               "to a script in its environment")
+    try:
+        os.fsencode(text)
+    except UnicodeError:
+        raise ExecutionRefused(f"{key}: not encodable for the environment "
+                               "(a lone surrogate or an invalid character)") from None
 
 
 def current_user() -> str:
@@ -226,6 +241,7 @@ async def execute(
     try:
         plan = plan_run_as(req.run_as, euid=os.geteuid(), current_user=current_user())
         argv = resolve_interpreter(req.interpreter)
+        env = build_env(req)
     except ExecutionRefused as exc:
         return _result(started_at, t0, None, TailBuffer(0), TailBuffer(0), str(exc), False)
     try:
@@ -241,11 +257,11 @@ async def execute(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=workdir,
-            env=build_env(req),
+            env=env,
             start_new_session=True,
             **plan.kwargs,
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: anything else exec cannot take
         shutil.rmtree(workdir, ignore_errors=True)
         return _result(started_at, t0, None, stdout, stderr, f"could not start: {exc}", False)
     try:

@@ -51,6 +51,8 @@ class AgentMetrics:
     poll_count: int = 0
     poll_sum: float = 0.0
     polls_failed: int = 0
+    heartbeats_failed: int = 0
+    reports_failed: int = 0
     executed: int = 0
     failed: int = 0
     timeouts: int = 0
@@ -127,6 +129,9 @@ def render(m: AgentMetrics, version: str) -> str:
     ]
     counters = [
         ("aami_agent_polls_failed_total", "Polls that failed.", m.polls_failed),
+        ("aami_agent_heartbeats_failed_total", "Heartbeats that failed.", m.heartbeats_failed),
+        ("aami_agent_reports_failed_total", "Report attempts that left records spooled.",
+         m.reports_failed),
         ("aami_agent_scripts_executed_total", "Script runs started.", m.executed),
         ("aami_agent_scripts_failed_total", "Script runs that did not succeed.", m.failed),
         ("aami_agent_scripts_timed_out_total", "Script runs killed at their timeout.", m.timeouts),

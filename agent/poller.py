@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aami.agent.cache import ScriptRefused, ScriptSource
-from aami.agent.client import AgentClient, AgentClientError, NotFound
+from aami.agent.client import AgentClient, AgentClientError, NotFound, ServerUnavailable
 from aami.agent.metrics import AgentMetrics
 from aami.agent.registration import NotRegistered, Registrar
 from aami.agent.runbook import RunBook
@@ -94,8 +94,10 @@ class Poller:
             outcome = await self._poll_once()
         except NotRegistered as exc:
             outcome = PollOutcome(False, False, str(exc))
-        except AgentClientError as exc:
+        except ServerUnavailable as exc:
             outcome = PollOutcome(False, False, f"server unavailable: {exc}")
+        except AgentClientError as exc:  # an answer, but a wrong one (or a refusal)
+            outcome = PollOutcome(False, False, f"bad answer from the server: {exc}")
         self.metrics.observe_poll(time.monotonic() - started, outcome.ok)
         if outcome.ok:
             self.book.last_successful_poll = time.time()

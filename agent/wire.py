@@ -25,6 +25,18 @@ def _get(data: Any, key: str, kinds: type | tuple[type, ...], where: str) -> Any
     return value
 
 
+MAX_INTERVAL = 31_536_000  # a year, as the server's schema allows
+
+
+def _seconds(data: Any, key: str, where: str) -> int:
+    """An interval the agent will sleep on: 0 would spin a loop against the server,
+    an absurd value would overflow the event loop's timer."""
+    value = _get(data, key, int, where)
+    if not 1 <= value <= MAX_INTERVAL:
+        raise ProtocolError(f"{where}.{key}: {value} is not between 1 and {MAX_INTERVAL}")
+    return int(value)
+
+
 def _tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
     return kinds if isinstance(kinds, tuple) else (kinds,)
 
@@ -42,8 +54,8 @@ class Registration:
         return cls(
             target_id=_get(data, "target_id", int, w),
             agent_token=_get(data, "agent_token", str, w),
-            poll_interval_seconds=_get(data, "poll_interval_seconds", int, w),
-            heartbeat_interval_seconds=_get(data, "heartbeat_interval_seconds", int, w),
+            poll_interval_seconds=_seconds(data, "poll_interval_seconds", w),
+            heartbeat_interval_seconds=_seconds(data, "heartbeat_interval_seconds", w),
         )
 
 
@@ -55,8 +67,8 @@ class Intervals:
     @classmethod
     def from_json(cls, data: Any) -> Intervals:
         return cls(
-            poll_interval_seconds=_get(data, "poll_interval_seconds", int, "intervals"),
-            heartbeat_interval_seconds=_get(data, "heartbeat_interval_seconds", int, "intervals"),
+            poll_interval_seconds=_seconds(data, "poll_interval_seconds", "intervals"),
+            heartbeat_interval_seconds=_seconds(data, "heartbeat_interval_seconds", "intervals"),
         )
 
 
@@ -72,8 +84,8 @@ class RemoteConfig:
     def from_json(cls, data: Any) -> RemoteConfig:
         w = "config"
         return cls(
-            poll_interval_seconds=_get(data, "poll_interval_seconds", int, w),
-            heartbeat_interval_seconds=_get(data, "heartbeat_interval_seconds", int, w),
+            poll_interval_seconds=_seconds(data, "poll_interval_seconds", w),
+            heartbeat_interval_seconds=_seconds(data, "heartbeat_interval_seconds", w),
             target_id=_get(data, "target_id", int, w),
             hostname=_get(data, "hostname", str, w),
             groups=tuple(str(g) for g in _get(data, "groups", list, w)),

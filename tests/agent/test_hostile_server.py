@@ -1,0 +1,130 @@
+"""A hostile or broken server cannot stop a node (issue 11, item 4).
+
+The real HTTP client, then the real `aami-agent run` daemon process, against a real
+hostile server on 127.0.0.1 (tests/agent/hostile.py): every fault is one failed
+request with a one-line reason and a counter, and the agent carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from aami.agent.client import AgentClientError, HttpAgentClient, ServerUnavailable
+from aami.agent.executor import ExecutionRequest, execute
+from tests.agent.hostile import GOOD_TOKEN, MODES, HostileServer, free_port
+
+ROOT = Path(__file__).parents[2]
+TIMEOUT = 1.0
+
+
+def client(url: str) -> HttpAgentClient:
+    return HttpAgentClient(url, timeout=TIMEOUT, max_response_bytes=1_000_000,
+                           token=GOOD_TOKEN)
+
+
+CALLS = {
+    "assignments": lambda c: c.get_assignments(None),
+    "heartbeat": lambda c: c.heartbeat({"agent_version": "1", "uptime_seconds": 1}),
+    "register": lambda c: c.register("boot", "node-h", "1", {}),
+    "executions": lambda c: c.post_executions([{"id": "x"}]),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_every_fault_is_one_client_error_with_a_one_line_reason(mode: str, call: str) -> None:
+    with HostileServer(mode) as server:
+        started = time.monotonic()
+        with pytest.raises(AgentClientError) as caught:
+            asyncio.run(CALLS[call](client(server.url)))
+        elapsed = time.monotonic() - started
+    message = str(caught.value)
+    assert "\n" not in message and 0 < len(message) < 400, message
+    assert elapsed < 2 * TIMEOUT + 1.5, f"{mode}: took {elapsed:.1f}s"  # the hard deadline
+
+
+def test_tls_failure_is_a_client_error() -> None:
+    # Plain HTTP where the agent expects TLS.
+    with HostileServer("good") as server, pytest.raises(ServerUnavailable, match="SSL"):
+        asyncio.run(client(server.url.replace("http:", "https:")).get_assignments(None))
+
+
+def test_a_nul_or_unencodable_parameter_fails_the_run_not_the_runner() -> None:
+    for value, words in (("a\0b", "NUL"), ("\ud800", "not encodable")):
+        req = ExecutionRequest("6f1c1d52-0d7e-4d47-9a57-1f6f0b8d0010", "s", "1.0.0",
+                               b"echo hi\n", "bash", {"x": value}, 10)
+        result = asyncio.run(execute(req, output_limit=1000, kill_grace=1))
+        assert not result.success and result.exit_code is None
+        assert result.error_message and words in result.error_message
+        assert "AAMI_PARAM_X" in result.error_message
+
+
+def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "aami.agent.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+def test_real_daemon_survives_every_fault_and_recovers(tmp_path: Path) -> None:
+    metrics_port = free_port()
+    config = tmp_path / "agent.yaml"
+    log = tmp_path / "agent.log"
+    with HostileServer("good") as server:
+        config.write_text(
+            f"server: {{url: '{server.url}', timeout: 1s}}\n"
+            f"agent: {{hostname: node-h, state_dir: {tmp_path / 'state'}, poll_interval: 1s,\n"
+            "         heartbeat_interval: 1s, bootstrap_token_file: null}\n"
+            f"trust: {{keys_dir: {tmp_path / 'keys'}}}\n"
+            f"metrics: {{listen: '127.0.0.1:{metrics_port}', textfile_dir: null}}\n")
+        with open(log, "wb") as out:
+            agent = subprocess.Popen(
+                [sys.executable, "-m", "aami.agent.cli", "run", "--config", str(config),
+                 "--token", "bootstrap-abcdef"], cwd=ROOT, stdout=out, stderr=out)
+        try:
+            _exercise(server, config, agent)
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                        timeout=5) as resp:
+                page = resp.read().decode()
+            failed = {line.split()[0]: float(line.split()[1]) for line in page.splitlines()
+                      if line.startswith("aami_agent_") and "failed_total" in line}
+            assert failed["aami_agent_polls_failed_total"] >= len(MODES)
+            assert failed["aami_agent_heartbeats_failed_total"] >= 1
+            assert "aami_agent_loop_restarts_total" in page
+            assert all(line.endswith(" 0") for line in page.splitlines()
+                       if line.startswith("aami_agent_loop_restarts_total{"))
+        finally:
+            agent.terminate()
+            agent.wait(timeout=30)
+    text = log.read_text(errors="replace")
+    assert agent.returncode == 0, text
+    assert "Traceback" not in text, text
+    assert "RecursionError" not in text or "nested too deeply" in text
+
+
+def _exercise(server: HostileServer, config: Path, agent: subprocess.Popen[bytes]) -> None:
+    from tests.harness import wait_until
+
+    wait_until(lambda: server.requests["/api/v1/agent/heartbeat"] >= 1, timeout=20,
+               what="the agent to register and beat")
+    for mode in MODES:
+        server.mode = mode
+        poll = cli("poll", "--now", "--config", str(config))
+        assert poll.returncode == 1, (mode, poll.stdout, poll.stderr)
+        assert poll.stdout.startswith("poll failed: "), (mode, poll.stdout)
+        assert poll.stdout.count("\n") == 1, (mode, poll.stdout)  # one line
+        assert agent.poll() is None, f"the agent died in mode {mode}"
+    server.mode = "good"
+    beats = server.requests["/api/v1/agent/heartbeat"]
+    poll = cli("poll", "--now", "--config", str(config))
+    assert poll.returncode == 0 and poll.stdout.startswith("poll ok"), poll
+    wait_until(lambda: server.requests["/api/v1/agent/heartbeat"] >= beats + 2, timeout=20,
+               what="heartbeats after the faults")
+    status = json.loads(cli("status", "--json", "--config", str(config)).stdout)
+    assert all(loop["restarts"] == 0 for loop in status["loops"].values()), status["loops"]
