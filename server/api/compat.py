@@ -12,12 +12,17 @@ from aami.server.services import legacy_checks
 CHECK = {
     "type": "object",
     "required": ["name", "script_type", "script_content", "language", "config", "version",
-                 "hash", "instance_id"],
+                 "hash", "script_hash", "sha256", "instance_id"],
     "properties": {
         "name": {"type": "string"}, "script_type": {"type": "string"},
         "script_content": {"type": "string"}, "language": {"type": "string"},
         "config": {"type": "object"}, "version": {"type": "string"},
-        "hash": {"type": "string"}, "instance_id": {"type": "string"},
+        # hash and script_hash: SHA-256 of script_content as served (the old runner's
+        # cache key); sha256: the signed content's (see services/legacy_checks.py).
+        "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "script_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "instance_id": {"type": "string"},
     },
 }
 
