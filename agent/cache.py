@@ -121,25 +121,38 @@ def load_trusted_keys(keys_dir: str | os.PathLike[str]) -> dict[str, TrustedKey]
     return keys
 
 
+Stamp = tuple[tuple[str, int, str], ...]
+
+
 class TrustedKeys:
-    """Re-reads the keys directory when it changes, so adding or revoking a key
-    takes effect without a restart."""
+    """Re-reads the keys when any key file changes, so adding or revoking a key takes
+    effect without a restart. The stamp covers every key file's inode and content hash
+    (key files are a few hundred bytes), not only the directories' mtimes: a key
+    rewritten in place, or a new file renamed over it, may change no directory mtime,
+    and a restored backup may even carry the old file's mtime."""
 
     def __init__(self, keys_dir: str | os.PathLike[str]) -> None:
         self.dir = Path(keys_dir)
-        self._stamp: tuple[float, ...] | None = None
+        self._stamp: Stamp | None = None
         self._keys: dict[str, TrustedKey] = {}
 
-    def _fingerprint(self) -> tuple[float, ...]:
-        stamps: list[float] = []
-        for path in (self.dir, self.dir / "revoked"):
+    def _fingerprint(self) -> Stamp:
+        stamps: list[tuple[str, int, str]] = []
+        paths: list[Path] = []
+        if self.dir.is_dir():
+            paths += sorted(self.dir.glob("*.pub")) + sorted(self.dir.glob("*.pub.revoked"))
+            paths += sorted(self.dir.glob("revoked/*.pub"))
+        for path in paths:
             try:
-                stamps.append(path.stat().st_mtime)
+                with open(path, "rb") as handle:
+                    inode = os.fstat(handle.fileno()).st_ino
+                    digest = hashlib.sha256(handle.read(1 << 20)).hexdigest()
             except OSError:
-                stamps.append(-1.0)
+                inode, digest = -1, ""
+            stamps.append((str(path), inode, digest))
         return tuple(stamps)
 
-    def stamp(self) -> tuple[float, ...] | None:
+    def stamp(self) -> Stamp | None:
         """Changes whenever the key set may have changed (after `current()` re-read it)."""
         self.current()
         return self._stamp

@@ -35,7 +35,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -170,8 +170,15 @@ def resolve_interpreter(interpreter: str) -> list[str]:
     return [program, *words[1:]]
 
 
+MASK_MARGIN = 4096  # bytes kept beyond the limit, so a secret across the cut is masked whole
+
+
 class TailBuffer:
-    """Keeps the last `limit` bytes and counts what was cut from the front."""
+    """Keeps the last `limit` bytes (plus `MASK_MARGIN`) and counts what was cut.
+
+    Secrets are masked *before* the output is cut to its limit: cut first, and a token
+    straddling the cut would leave its tail unmasked in the report. So the buffer keeps
+    a margin beyond the limit, `text()` masks all of it, then cuts."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -180,16 +187,24 @@ class TailBuffer:
 
     def feed(self, chunk: bytes) -> None:
         self.data += chunk
-        excess = len(self.data) - self.limit
+        excess = len(self.data) - self.limit - MASK_MARGIN
         if excess > 0:
             del self.data[:excess]
             self.dropped += excess
 
-    def text(self) -> str:
+    def text(self, mask: Callable[[str], str] | None = None) -> str:
         body = self.data.decode("utf-8", errors="replace")
-        if not self.dropped:
+        if mask is not None:
+            body = mask(body)
+        raw = body.encode()
+        cut = self.dropped
+        if len(raw) > self.limit:
+            cut += len(raw) - self.limit
+            # A character split by the cut is dropped whole.
+            body = raw[-self.limit:].decode("utf-8", errors="ignore") if self.limit else ""
+        if not cut:
             return body
-        return f"[aami-agent: {self.dropped} bytes cut, the last {self.limit} bytes follow]\n{body}"
+        return f"[aami-agent: {cut} bytes cut, the last {self.limit} bytes follow]\n{body}"
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -235,20 +250,23 @@ async def execute(
     output_limit: int,
     kill_grace: float,
     work_root: str | None = None,
+    mask: Callable[[str], str] | None = None,
 ) -> ExecutionResult:
-    """Run one script to completion or timeout. Never raises for script behaviour."""
+    """Run one script to completion or timeout. Never raises for script behaviour.
+    `mask` hides secrets in the output (before it is cut to `output_limit`)."""
     started_at, t0 = utc_now(), time.monotonic()
     try:
         plan = plan_run_as(req.run_as, euid=os.geteuid(), current_user=current_user())
         argv = resolve_interpreter(req.interpreter)
         env = build_env(req)
     except ExecutionRefused as exc:
-        return _result(started_at, t0, None, TailBuffer(0), TailBuffer(0), str(exc), False)
+        return _result(started_at, t0, None, TailBuffer(0), TailBuffer(0), str(exc), False,
+                       mask)
     try:
         workdir, script_path = _prepare_workdir(req, plan, work_root)
     except OSError as exc:  # full or read-only disk: a failed run, not a dead agent
         return _result(started_at, t0, None, TailBuffer(0), TailBuffer(0),
-                       f"could not prepare a working directory: {exc}", False)
+                       f"could not prepare a working directory: {exc}", False, mask)
     stdout, stderr = TailBuffer(output_limit), TailBuffer(output_limit)
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -263,9 +281,10 @@ async def execute(
         )
     except (OSError, ValueError) as exc:  # ValueError: anything else exec cannot take
         shutil.rmtree(workdir, ignore_errors=True)
-        return _result(started_at, t0, None, stdout, stderr, f"could not start: {exc}", False)
+        return _result(started_at, t0, None, stdout, stderr, f"could not start: {exc}", False,
+                       mask)
     try:
-        return await _supervise(proc, req, stdout, stderr, started_at, t0, kill_grace)
+        return await _supervise(proc, req, stdout, stderr, started_at, t0, kill_grace, mask)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -291,6 +310,7 @@ async def _supervise(
     started_at: str,
     t0: float,
     kill_grace: float,
+    mask: Callable[[str], str] | None,
 ) -> ExecutionResult:
     readers = [
         asyncio.create_task(_pump(proc.stdout, stdout)),
@@ -329,7 +349,7 @@ async def _supervise(
     else:
         error = None
     exit_code = code if code is not None and code >= 0 else None
-    return _result(started_at, t0, exit_code, stdout, stderr, error, timed_out)
+    return _result(started_at, t0, exit_code, stdout, stderr, error, timed_out, mask)
 
 
 def _result(
@@ -340,6 +360,7 @@ def _result(
     stderr: TailBuffer,
     error: str | None,
     timed_out: bool,
+    mask: Callable[[str], str] | None = None,
 ) -> ExecutionResult:
     return ExecutionResult(
         started_at=started_at,
@@ -347,8 +368,8 @@ def _result(
         duration_ms=int((time.monotonic() - t0) * 1000),
         exit_code=exit_code,
         success=exit_code == 0 and error is None,
-        stdout=stdout.text(),
-        stderr=stderr.text(),
+        stdout=stdout.text(mask),
+        stderr=stderr.text(mask),
         error_message=error,
         timed_out=timed_out,
     )

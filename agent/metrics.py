@@ -31,6 +31,7 @@ NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _LINE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?\s*$")
 _LABEL_PAIR_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+RESERVED_PREFIX = "aami_agent_"
 POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 Labels = tuple[tuple[str, str], ...]
@@ -62,6 +63,7 @@ class AgentMetrics:
     spool_dropped: int = 0
     script_samples: dict[str, tuple[Sample, ...]] = field(default_factory=dict)
     loop_restarts: dict[str, int] = field(default_factory=dict)
+    script_samples_refused: int = 0
 
     def count_loop_restart(self, loop: str) -> None:
         self.loop_restarts[loop] = self.loop_restarts.get(loop, 0) + 1
@@ -137,6 +139,9 @@ def render(m: AgentMetrics, version: str) -> str:
         ("aami_agent_scripts_timed_out_total", "Script runs killed at their timeout.", m.timeouts),
         ("aami_agent_spool_dropped_total", "Records dropped because the spool was full.",
          m.spool_dropped),
+        ("aami_agent_script_samples_refused_total",
+         "Script metric samples refused because their name is the agent's (aami_agent_*).",
+         m.script_samples_refused),
     ]
     for name, help_text, value in counters:
         out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
@@ -288,6 +293,15 @@ def record_script_output(
     samples = parse_script_metrics(stdout)
     if samples is None:
         return None
+    # A script must not shadow or fake the agent's own series.
+    own = [x for x in samples if x.name.startswith(RESERVED_PREFIX)]
+    if own:
+        metrics.script_samples_refused += len(own)
+        log.warning("script %s printed %d sample(s) named %s*, which are the agent's own; "
+                    "refused (first: %s)", script_name, len(own), RESERVED_PREFIX, own[0].name)
+        samples = [x for x in samples if not x.name.startswith(RESERVED_PREFIX)]
+        if not samples:
+            return None
     metrics.script_samples[script_name] = tuple(samples)
     if textfile_dir:
         try:

@@ -141,6 +141,7 @@ class Runner:
             ),
             output_limit=self.config.executor.output_limit,
             kill_grace=self.config.limits.kill_grace,
+            mask=self.masker.mask,  # before the output is cut to its limit
         )
         record = self._record(skeleton, result)
         self.spool.complete(record)
@@ -157,8 +158,8 @@ class Runner:
             duration_ms=result.duration_ms,
             exit_code=result.exit_code,
             success=result.success,
-            stdout=mask(result.stdout),
-            stderr=mask(result.stderr),
+            stdout=result.stdout,  # masked by the executor, before the cut
+            stderr=result.stderr,
             error_message=mask(result.error_message) if result.error_message else None,
         )
 

@@ -128,10 +128,28 @@ def test_output_is_capped_keeping_the_tail_with_a_marker() -> None:
 
 
 def test_tail_buffer_counts_dropped_bytes() -> None:
+    from aami.agent.executor import MASK_MARGIN
+
     buf = TailBuffer(5)
-    for chunk in (b"abc", b"defg", b"hi"):
+    for chunk in (b"abc", b"defg", b"hi" * MASK_MARGIN):
         buf.feed(chunk)
-    assert bytes(buf.data) == b"efghi" and buf.dropped == 4
+    assert len(buf.data) == 5 + MASK_MARGIN and buf.dropped == 7 + 2 * MASK_MARGIN - 5 - MASK_MARGIN
+    assert buf.text().endswith("\nihihi") and f"{buf.dropped + MASK_MARGIN} bytes cut" in buf.text()
+
+
+def test_output_is_masked_before_it_is_cut() -> None:
+    """A secret straddling the cut must not leave its tail in the report."""
+    from aami.agent.logging_setup import Masker
+
+    secret = "s3cr3t-token-ABCDEFGHIJKLMNOP"
+    masker = Masker()
+    masker.add_secret(secret)
+    script = f"printf 'x%.0s' $(seq 1 50); printf '{secret}'; printf 'y%.0s' $(seq 1 90)"
+    req = ExecutionRequest("id-mask", "m", "1.0.0", script.encode(), "bash", {}, 30)
+    result = asyncio.run(execute(req, output_limit=100, kill_grace=1, mask=masker.mask))
+    body = result.stdout.split("\n", 1)[1]
+    assert body.endswith("y" * 90) and len(body.encode()) == 100
+    assert "KLMNOP" not in result.stdout and "*" in body  # the cut fell inside the secret
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")

@@ -10,6 +10,7 @@ from aami.agent.metrics import (
     AgentMetrics,
     Sample,
     parse_script_metrics,
+    record_script_output,
     render,
     serve_metrics,
     write_textfile,
@@ -93,3 +94,15 @@ def test_listener_serves_metrics_over_real_tcp() -> None:
 
     status, body, missing = asyncio.run(main())
     assert status == 200 and body == "aami_agent_spool_pending 0\n" and missing == 404
+
+
+def test_script_samples_named_like_the_agent_are_refused_and_counted(tmp_path: Path) -> None:
+    m = AgentMetrics()
+    out = "aami_agent_polls_failed_total 0\naami_agent_info 1\nmy_check 3\n"
+    kept = record_script_output(m, "sneaky", out, str(tmp_path))
+    assert [s.name for s in kept or []] == ["my_check"]
+    assert m.script_samples_refused == 2
+    page = render(m, "1.0")
+    assert "aami_agent_script_samples_refused_total 2" in page
+    assert "aami_agent_polls_failed_total 0" in page and page.count("aami_agent_info") == 3
+    assert "aami_agent_" not in (tmp_path / "sneaky.prom").read_text()

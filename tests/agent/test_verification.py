@@ -149,3 +149,27 @@ def test_cache_file_altered_on_disk_is_not_trusted(
     server.down = True  # cannot re-fetch either
     assert asyncio.run(agent.runner.run(agent.due()[0])) is None
     assert not (tmp_path / "evil").exists() and not cached.exists()
+
+
+def test_key_replaced_in_place_is_reloaded(publisher: Publisher) -> None:
+    """Same name, new content, no directory mtime change (and the old file mtime):
+    the node must notice, or a revoked or rotated key would stay trusted."""
+    import os
+
+    from aami.agent.cache import TrustedKeys
+    from aami.trust.keys import generate_private_key_pem, public_key_pem
+
+    keys = TrustedKeys(publisher.keys_dir)
+    before = set(keys.current())
+    directory, path = publisher.keys_dir, publisher.keys_dir / "ops.pub"
+    dir_st, file_st = directory.stat(), path.stat()
+    path.write_bytes(public_key_pem(generate_private_key_pem()))  # same inode
+    os.utime(path, ns=(file_st.st_atime_ns, file_st.st_mtime_ns))
+    os.utime(directory, ns=(dir_st.st_atime_ns, dir_st.st_mtime_ns))
+    middle = set(keys.current())
+    assert middle and middle != before
+    replacement = directory / "ops.pub.new"  # a new inode renamed over the old one
+    replacement.write_bytes(public_key_pem(generate_private_key_pem()))
+    os.replace(replacement, path)
+    os.utime(directory, ns=(dir_st.st_atime_ns, dir_st.st_mtime_ns))
+    assert set(keys.current()) not in (before, middle)
