@@ -182,7 +182,8 @@ class Agent:
         try:
             intervals = await self.registrar.call(lambda: send_heartbeat(
                 self.client, self.book, started_monotonic=self.started,
-                system_info=self._sysinfo))
+                system_info=self._sysinfo, polls_total=self.metrics.poll_count,
+                polls_failed=self.metrics.polls_failed))
         except (AgentClientError, NotRegistered) as exc:
             self.metrics.heartbeats_failed += 1
             log.warning("heartbeat failed: %s", exc)

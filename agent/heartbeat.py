@@ -17,14 +17,23 @@ from aami.agent.wire import Intervals
 
 
 def heartbeat_body(
-    book: RunBook, *, started_monotonic: float, system_info: Mapping[str, Any]
+    book: RunBook,
+    *,
+    started_monotonic: float,
+    system_info: Mapping[str, Any],
+    polls_total: int = 0,
+    polls_failed: int = 0,
 ) -> dict[str, Any]:
+    """`polls_*` count since this process started: the server derives the fleet's poll
+    success rate from them (docs/api.md)."""
     return {
         "agent_version": __version__,
         "uptime_seconds": int(time.monotonic() - started_monotonic),
         "scripts_total": book.scripts_total,
         "scripts_success": book.scripts_success,
         "scripts_failed": book.scripts_failed,
+        "polls_total": polls_total,
+        "polls_failed": polls_failed,
         "system_info": dict(system_info),
     }
 
@@ -35,6 +44,9 @@ async def send_heartbeat(
     *,
     started_monotonic: float,
     system_info: Mapping[str, Any],
+    polls_total: int = 0,
+    polls_failed: int = 0,
 ) -> Intervals:
-    body = heartbeat_body(book, started_monotonic=started_monotonic, system_info=system_info)
+    body = heartbeat_body(book, started_monotonic=started_monotonic, system_info=system_info,
+                          polls_total=polls_total, polls_failed=polls_failed)
     return await client.heartbeat(body)

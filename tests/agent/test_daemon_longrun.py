@@ -64,6 +64,8 @@ def test_heartbeats_keep_coming_while_the_daemon_runs(fast_site: Site, tmp_path:
             [str(BIN / "aami-agent"), "status", "--json", "--state-dir", str(tmp_path / "state")],
             capture_output=True, text=True, timeout=30, check=True).stdout)
         assert status["registered"] is True
+        # The real server accepted every heartbeat, poll counters included (no 400s).
+        assert "heartbeat failed" not in log.read_text(errors="replace")
     finally:
         if agent.poll() is None:
             text = stop(agent, log)

@@ -39,6 +39,7 @@ def test_register_run_report(tmp_path: Path, publisher: Publisher, server: InMem
     assert record["started_at"].endswith("Z") and record["finished_at"].endswith("Z")
     assert record["force_token"] is None and record["duration_ms"] >= 0
     assert server.heartbeats and server.heartbeats[0]["scripts_total"] == 1
+    assert (server.heartbeats[0]["polls_total"], server.heartbeats[0]["polls_failed"]) == (1, 0)
     assert "config" in server.calls and agent.trusted.groups == ["gpu", "ml"]
     assert server.heartbeats[0]["system_info"]["cpus"] >= 1
     prom = (tmp_path / "textfile" / "disk.prom").read_text()

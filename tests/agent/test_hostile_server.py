@@ -126,5 +126,9 @@ def _exercise(server: HostileServer, config: Path, agent: subprocess.Popen[bytes
     assert poll.returncode == 0 and poll.stdout.startswith("poll ok"), poll
     wait_until(lambda: server.requests["/api/v1/agent/heartbeat"] >= beats + 2, timeout=20,
                what="heartbeats after the faults")
+    # Heartbeats carry the poll counters since the process started (issue 11, item 6).
+    last = server.bodies[-1]
+    assert last["polls_total"] >= len(MODES) + 1 and last["polls_failed"] >= len(MODES)
+    assert last["polls_total"] > last["polls_failed"]
     status = json.loads(cli("status", "--json", "--config", str(config)).stdout)
     assert all(loop["restarts"] == 0 for loop in status["loops"].values()), status["loops"]

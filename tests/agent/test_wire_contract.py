@@ -91,3 +91,16 @@ def test_the_contract_check_can_fail(real_report: ExecutionReport) -> None:
     assert server_error({"executions": [bad.to_json()]}, server_schemas.EXECUTIONS_BODY)
     bad = replace(real_report, trigger="cron")
     assert server_error({"executions": [bad.to_json()]}, server_schemas.EXECUTIONS_BODY)
+
+
+def test_heartbeat_body_passes_the_server_schema() -> None:
+    import time
+
+    from aami.agent.heartbeat import heartbeat_body
+    from aami.agent.runbook import RunBook
+
+    body = heartbeat_body(RunBook(scripts_total=3, scripts_success=2, scripts_failed=1),
+                          started_monotonic=time.monotonic(), system_info={"cpus": 2},
+                          polls_total=10, polls_failed=1)
+    assert server_error(body, server_schemas.HEARTBEAT_BODY) is None
+    assert server_error({**body, "polls_failed": -1}, server_schemas.HEARTBEAT_BODY)
