@@ -39,6 +39,7 @@ from aami.server.db import Database, tuples
 from aami.server.models import ForceRunTarget
 from aami.server.services import assignments, revision
 from aami.server.services.assignments import Snapshot, TargetView
+from aami.server.timefmt import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,8 @@ class AgentCache:
     async def view(self, target_id: int, hostname: str) -> TargetView:
         entry = self._views.get(target_id)
         now = time.monotonic()
-        if entry is not None and entry[0] > now and entry[1].revision == self.revision:
+        if (entry is not None and entry[0] > now and entry[1].revision == self.revision
+                and (entry[1].expires_at is None or entry[1].expires_at > utcnow())):
             self.hits += 1
             return entry[1]
         self.misses += 1

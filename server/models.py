@@ -134,6 +134,8 @@ class Policy(BaseModel):
     enabled = peewee.BooleanField(default=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
+    # Staged rollout settings (services/rollouts.py); None: new versions go out at once.
+    rollout = JSONField(null=True)
 
 
 class ApiToken(BaseModel):
@@ -223,6 +225,8 @@ class ForceRun(BaseModel):
     token = peewee.CharField(max_length=64, unique=True)
     requested_by = peewee.CharField(max_length=128, default="")
     created_at = peewee.DateTimeField(default=utcnow)
+    expires_at = peewee.DateTimeField(null=True, index=True)  # agents stop receiving it then
+    cancelled_at = peewee.DateTimeField(null=True)
 
 
 class ForceRunTarget(BaseModel):
@@ -236,7 +240,8 @@ class ForceRunTarget(BaseModel):
     force_run = peewee.ForeignKeyField(ForceRun, on_delete="CASCADE", backref="targets")
     target = peewee.ForeignKeyField(Target, on_delete="CASCADE")
     execution_id = peewee.CharField(max_length=36, null=True)
-    status = peewee.CharField(max_length=16, default="pending")  # pending | done | failed
+    # pending | delivered | done | failed | expired | cancelled (services/force_runs.py)
+    status = peewee.CharField(max_length=16, default="pending")
     updated_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:
@@ -345,3 +350,70 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Job,
     ConfigRevision,
 )
+
+
+class Rollout(BaseModel):
+    """One staged rollout of a policy's new script version (services/rollouts.py)."""
+
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+        policy_id: peewee.Field[int]
+
+    policy = peewee.ForeignKeyField(Policy, on_delete="CASCADE", backref="rollouts")
+    script_name = peewee.CharField(max_length=128)
+    from_version = peewee.CharField(max_length=64, null=True)
+    to_version = peewee.CharField(max_length=64)
+    state = peewee.CharField(max_length=16, index=True)
+    step = peewee.IntegerField(default=0)
+    steps = JSONField()
+    wait_seconds = peewee.IntegerField()
+    min_runs = peewee.IntegerField()
+    max_failure_ratio = peewee.DoubleField()
+    on_failure = peewee.CharField(max_length=16)
+    targets_total = peewee.IntegerField(default=0)
+    runs_ok = peewee.IntegerField(default=0)
+    runs_failed = peewee.IntegerField(default=0)
+    reason = peewee.TextField(default="")
+    step_started_at = peewee.DateTimeField(default=utcnow)
+    started_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class RolloutTarget(BaseModel):
+    """A target in a rollout's cohort; once in, it stays in as the rollout advances."""
+
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+        rollout_id: peewee.Field[int]
+        target_id: peewee.Field[int]
+
+    rollout = peewee.ForeignKeyField(Rollout, on_delete="CASCADE", backref="cohort")
+    target = peewee.ForeignKeyField(Target, on_delete="CASCADE")
+    step = peewee.IntegerField()  # the step that added it
+
+    class Meta:
+        indexes = ((("rollout", "target"), True),)
+
+
+class AuditEntry(BaseModel):
+    """One state-changing action, hash-chained to the one before (services/audit.py)."""
+
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        id: peewee.AutoField[int]
+
+    id = peewee.BigAutoField()
+    at = peewee.DateTimeField(index=True)
+    actor_kind = peewee.CharField(max_length=16)  # token | session | cli | agent | server
+    actor_name = peewee.CharField(max_length=128, index=True)
+    actor_role = peewee.CharField(max_length=16, null=True)
+    action = peewee.CharField(max_length=64, index=True)
+    object_type = peewee.CharField(max_length=32)
+    object_id = peewee.CharField(max_length=128, null=True)
+    summary = JSONField()
+    request_id = peewee.CharField(max_length=64, null=True)
+    source = peewee.CharField(max_length=128, null=True)
+    prev_hash = peewee.CharField(max_length=64)
+    hash = peewee.CharField(max_length=64)
+
+
+ALL_MODELS += (Rollout, RolloutTarget, AuditEntry)

@@ -22,12 +22,14 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aami.server.models import ForceRun, ForceRunTarget, Group, Policy, Script, TargetGroup
 from aami.server.resolution import PolicyRule, Scope, TargetContext, resolve
 from aami.server.services import revision
 from aami.server.services.agent_config import GroupInfo, Intervals, effective_intervals, group_names
+from aami.server.timefmt import utcnow
 from aami.trust.schema import schema_defaults
 
 
@@ -57,6 +59,7 @@ class ForceToken:
     token: str
     policy_id: int
     order: int  # the ForceRunTarget id: a newer request wins for the same script
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class TargetView:
     script_hashes: frozenset[str]
     policy_ids: frozenset[int]
     force_tokens: Mapping[str, int] = field(default_factory=dict)  # token -> policy id
+    # The first force token's expiry: the cache must not serve the view after it.
+    expires_at: datetime | None = None
 
 
 def rule_from_row(row: Policy) -> PolicyRule:
@@ -123,10 +128,14 @@ def load_target_state(target_id: int) -> TargetState:
         row.group_id for row in
         TargetGroup.select(TargetGroup.group).where(TargetGroup.target == target_id)))
     forces = tuple(
-        ForceToken(row.force_run.token, row.force_run.policy_id, row.id)
-        for row in ForceRunTarget.select(ForceRunTarget.id, ForceRun.token, ForceRun.policy)
+        ForceToken(row.force_run.token, row.force_run.policy_id, row.id,
+                   row.force_run.expires_at)
+        for row in ForceRunTarget.select(ForceRunTarget.id, ForceRun.token, ForceRun.policy,
+                                         ForceRun.expires_at)
         .join(ForceRun)
-        .where(ForceRunTarget.target == target_id, ForceRunTarget.status == "pending")
+        .where(ForceRunTarget.target == target_id,
+               ForceRunTarget.status.in_(("pending", "delivered")),
+               ForceRun.expires_at.is_null() | (ForceRun.expires_at > utcnow()))
     )
     return TargetState(group_ids, forces)
 
@@ -189,6 +198,7 @@ def build_view(snapshot: Snapshot, target_id: int, hostname: str, state: TargetS
         params = {**script.defaults, **assignment.params}
         items.append(_assignment_wire(rule, script, params, forces.get(rule.script_name)))
     etag = hashlib.sha256(canonical(items)).hexdigest()[:40]
+    expiries = [f.expires_at for f in forces.values() if f.expires_at is not None]
     groups = [snapshot.groups[g] for g in state.group_ids if g in snapshot.groups]
     return TargetView(
         target_id=target_id, hostname=hostname, revision=snapshot.revision,
@@ -200,6 +210,7 @@ def build_view(snapshot: Snapshot, target_id: int, hostname: str, state: TargetS
         script_hashes=frozenset(i["script"]["sha256"] for i in items),
         policy_ids=frozenset(i["policy_id"] for i in items),
         force_tokens={i["force_token"]: i["policy_id"] for i in items if i["force_token"]},
+        expires_at=min(expiries) if expiries else None,
     )
 
 

@@ -62,6 +62,11 @@ def _seconds(value: Any, field: str) -> int:
     return int(seconds)
 
 
+def seconds_field(value: Any, field: str) -> int:
+    """`_seconds` for other request bodies (force-run expiry, rollout waits)."""
+    return _seconds(value, field)
+
+
 def _one_of(body: dict[str, Any], canonical: str, short: str, root: str) -> int | None:
     if body.get(canonical) is not None and body.get(short) is not None:
         raise _fail(f"{root}.{short}", f"give either {canonical} or {short}, not both")

@@ -62,14 +62,14 @@ def test_force_run_on_a_target(live_server: ServerProcess) -> None:
     agent(live_server, "POST", "/executions", other_token, json_body={
         "executions": [execution(policy, sha, force_token=force_token)]})
     status = live_server.api("GET", f"/api/v1/force-runs/{force_id}", role="viewer").json
-    assert status["status"] == "pending" and status["counts"]["pending"] == 1
+    assert status["status"] == "pending" and status["counts"]["delivered"] == 1
 
     run = execution(policy, sha, force_token=force_token, trigger="force")
     assert agent(live_server, "POST", "/executions", token,
                  json_body={"executions": [run]}).json["accepted"] == 1
     status = live_server.api("GET", f"/api/v1/force-runs/{force_id}", role="viewer").json
-    assert status["status"] == "done" and status["counts"] == {"pending": 0, "done": 1,
-                                                               "failed": 0}
+    assert status["status"] == "done" and status["counts"] == {
+        "pending": 0, "delivered": 0, "done": 1, "failed": 0, "expired": 0, "cancelled": 0}
     assert status["results"] == [{"target_id": target_id, "hostname": "force-1",
                                   "status": "done", "execution_id": run["id"],
                                   "updated_at": status["results"][0]["updated_at"]}]
@@ -125,7 +125,8 @@ def test_force_run_on_a_group_runs_as_a_job(live_server: ServerProcess) -> None:
     assert agent(live_server, "GET", "/assignments", outsider[1]).json["assignments"] == []
     status = live_server.api("GET", f"/api/v1/force-runs/{reply.json['id']}",
                              role="viewer").json
-    assert status["counts"] == {"pending": 1, "done": 1, "failed": 1}
+    assert status["counts"] == {"pending": 0, "delivered": 1, "done": 1, "failed": 1,
+                                "expired": 0, "cancelled": 0}
     assert status["status"] == "pending" and status["targets"] == 3
     assert status["group_id"] == group_id and status["job"]["id"] == job["id"]
     assert live_server.api("GET", "/api/v1/jobs/99999", role="viewer").status == 404

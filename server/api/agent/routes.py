@@ -28,7 +28,12 @@ from aami.server.http_errors import error_response
 from aami.server.principal import BootstrapPrincipal
 from aami.server.routing import AGENT, BOOTSTRAP, Call, Route, json_reply
 from aami.server.schemas import SHA256
-from aami.server.services import execution_ingest, registration, security_event_ingest
+from aami.server.services import (
+    execution_ingest,
+    force_runs,
+    registration,
+    security_event_ingest,
+)
 from aami.server.services.assignments import TargetView
 from aami.server.services.heartbeats import heartbeat_from_body
 from aami.server.timefmt import utcnow
@@ -114,6 +119,9 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 async def get_assignments(call: Call) -> web.StreamResponse:
     view = await _view(call)
     call.app[STATUS_BUFFER].add_poll(view.target_id, utcnow())
+    if view.force_tokens:  # only while a force-run is open for this target
+        await call.app[DATABASE].run(force_runs.mark_delivered, view.target_id,
+                                     sorted(view.force_tokens))
     headers = {"ETag": f'"{view.etag}"', "Cache-Control": "no-cache"}
     if _etag_matches(call.request.headers.get("If-None-Match"), view.etag):
         return web.Response(status=304, headers=headers)

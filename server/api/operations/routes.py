@@ -6,15 +6,27 @@ from aiohttp import web
 
 from aami.server.appkeys import AGENT_CACHE, DATABASE, JOB_RUNNER
 from aami.server.routing import OPERATOR, VIEWER, Call, Route, json_reply
-from aami.server.schemas import ID_PATH, OFFSET_QUERY, limit_query, list_of, nullable, obj
+from aami.server.schemas import (
+    DURATION,
+    ID_PATH,
+    OFFSET_QUERY,
+    limit_query,
+    list_of,
+    nullable,
+    obj,
+)
 from aami.server.services import force_runs, jobs
 from aami.server.services.job_runner import fan_out_body
+from aami.server.services.policies import seconds_field
 
-FORCE_BODY = obj(["policy_id"], {"policy_id": {"type": "integer", "minimum": 1,
-                                               "maximum": 2**31 - 1}})
+FORCE_BODY = obj(["policy_id"], {
+    "policy_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+    "expires_in": {**DURATION, "description": "after this agents no longer receive it "
+                   "(default 1h)"}})
 FORCE_ACCEPTED = obj(["id", "token", "status", "targets"], {
     "id": {"type": "integer"}, "token": {"type": "string"}, "status": {"type": "string"},
-    "targets": {"type": "integer"}, "job_id": {"type": "integer"}}, closed=False)
+    "targets": {"type": "integer"}, "job_id": {"type": "integer"},
+    "expires_at": {"type": "string"}}, closed=False)
 JOB = obj(["id", "kind", "status", "progress_done", "progress_total", "detail", "error",
            "created_at", "started_at", "finished_at"], {
     "id": {"type": "integer"}, "kind": {"type": "string"},
@@ -26,14 +38,23 @@ JOB = obj(["id", "kind", "status", "progress_done", "progress_total", "detail", 
 FORCE_STATUS = obj(["id", "token", "policy_id", "status", "targets", "counts", "results"], {
     "id": {"type": "integer"}, "token": {"type": "string"}, "policy_id": {"type": "integer"},
     "target_id": nullable({"type": "integer"}), "group_id": nullable({"type": "integer"}),
-    "status": {"enum": ["pending", "done"]}, "targets": {"type": "integer"},
+    "status": {"enum": ["pending", "done", "expired", "cancelled"]},
+    "targets": {"type": "integer"}, "expires_at": nullable({"type": "string"}),
+    "cancelled_at": nullable({"type": "string"}),
     "counts": {"type": "object"}, "job": nullable(JOB),
     "results": {"type": "array", "items": {"type": "object"}}}, closed=False)
 
 
+def _expires_in(body: dict) -> int:
+    if body.get("expires_in") is None:
+        return force_runs.DEFAULT_EXPIRES_SECONDS
+    return seconds_field(body["expires_in"], "body.expires_in")
+
+
 async def force_target(call: Call) -> web.Response:
     reply = await call.app[DATABASE].run(force_runs.request_target, call.body["policy_id"],
-                                         call.path["id"], call.admin.name)
+                                         call.path["id"], call.admin.name,
+                                         _expires_in(call.body))
     # At once in this process; other processes' watchers see the new row within ~1 s.
     call.app[AGENT_CACHE].invalidate(call.path["id"])
     return json_reply(reply, status=202)
@@ -42,7 +63,7 @@ async def force_target(call: Call) -> web.Response:
 async def force_group(call: Call) -> web.Response:
     database = call.app[DATABASE]
     reply = await database.run(force_runs.request_group, call.body["policy_id"],
-                               call.path["id"], call.admin.name)
+                               call.path["id"], call.admin.name, _expires_in(call.body))
     call.app[JOB_RUNNER].spawn(reply["job_id"], fan_out_body(database, reply["id"]),
                                kind="force_run")
     return json_reply(reply, status=202)
@@ -50,6 +71,12 @@ async def force_group(call: Call) -> web.Response:
 
 async def force_status(call: Call) -> web.Response:
     return json_reply(await call.app[DATABASE].run(force_runs.status, call.path["id"]))
+
+
+async def force_cancel(call: Call) -> web.Response:
+    reply = await call.app[DATABASE].run(force_runs.cancel, call.path["id"])
+    call.app[AGENT_CACHE].drop_all()  # at once here; other processes within ~1 s
+    return json_reply(reply)
 
 
 async def list_jobs(call: Call) -> web.Response:
@@ -75,6 +102,9 @@ ROUTES = [
           path_params=ID_PATH, body=FORCE_BODY, responses={202: FORCE_ACCEPTED}),
     Route("GET", "/api/v1/force-runs/{id}", force_status, "Status of a force-run request",
           VIEWER, TAG, path_params=ID_PATH, responses={200: FORCE_STATUS}),
+    Route("POST", "/api/v1/force-runs/{id}/cancel", force_cancel,
+          "Cancel the targets of a force-run that have not run it yet", OPERATOR, TAG,
+          path_params=ID_PATH, responses={200: FORCE_STATUS}),
     Route("GET", "/api/v1/jobs", list_jobs, "List background jobs", VIEWER, TAG,
           query={"kind": {"type": "string", "maxLength": 32},
                  "status": {"enum": list(jobs.STATUSES)},

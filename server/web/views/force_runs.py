@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from aami.server.appkeys import DATABASE, JOB_RUNNER
+from aami.server.appkeys import AGENT_CACHE, DATABASE, JOB_RUNNER
 from aami.server.errors import NotFound, ValidationFailed
 from aami.server.services import force_runs, policies, ui_queries
 from aami.server.services.job_runner import fan_out_body
@@ -93,9 +93,19 @@ async def force_status(request: web.Request) -> web.StreamResponse:
     return render(request, "force_run.html", data)
 
 
+async def force_cancel(request: web.Request) -> web.StreamResponse:
+    """Cancel the targets that have not run the force-run yet (operator)."""
+    require_role(request, Role.OPERATOR)
+    force_run_id = int_param(request, "id")
+    await request.app[DATABASE].run(force_runs.cancel, force_run_id)
+    request.app[AGENT_CACHE].drop_all()
+    raise see_other(f"/ui/force-runs/{force_run_id}")
+
+
 ROUTES = [
     page("POST", "/ui/targets/{id}/force-run", force_target),
     page("POST", "/ui/groups/{id}/force-run", force_group),
     page("POST", "/ui/policies/{id}/force-run", force_policy),
     page("GET", "/ui/force-runs/{id}", force_status),
+    page("POST", "/ui/force-runs/{id}/cancel", force_cancel),
 ]
