@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from aami.bundle import cli as bundle_cli
-from aami.cli import group_cmd, keys_cmd, policy_cmd, script_cmd
+from aami.cli import group_cmd, keys_cmd, logsafe, policy_cmd, script_cmd
 from aami.cli.api_client import ApiClient
 from aami.cli.errors import CliError, UsageError
 
@@ -117,6 +117,7 @@ def _client(args: argparse.Namespace) -> ApiClient:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logsafe.setup_logging()
     try:
         remote: Callable[[argparse.Namespace, ApiClient], int] | None = getattr(
             args, "remote", None
@@ -126,13 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {logsafe.safe(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # last resort: a one-line report, never a traceback
-        print(f"error: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: internal error: {type(exc).__name__}: {logsafe.safe(str(exc))}",
+              file=sys.stderr)
         return 1
 
 

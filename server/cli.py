@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
-from aami.server import __version__
+from aami.server import __version__, logsafe
 from aami.server.config import DEFAULT_DATABASE_URL, ConfigError, ServerConfig, load_config
 from aami.server.db import Database
 from aami.units import parse_duration
@@ -79,6 +79,7 @@ def _setup_logging(config: ServerConfig) -> None:
         # The pid tells apart the processes of `serve --processes N` in one log.
         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
     )
+    logsafe.install()  # secrets masked, control characters escaped (server/logsafe.py)
 
 
 def _open_migrated(config: ServerConfig) -> Database:
