@@ -241,6 +241,10 @@ def _prepare_workdir(
     os.chmod(path, 0o444)
     if plan.uid is not None:
         os.chown(workdir, plan.uid, plan.gid if plan.gid is not None else -1)
+        # subprocess changes into cwd while still root, before it switches user; under
+        # the shipped unit root has no CAP_DAC_OVERRIDE, so it needs the search bit on
+        # a directory it no longer owns (names stay unlistable; found by tests/system).
+        os.chmod(workdir, 0o711)  # noqa: S103 -- search only, no listing
     return workdir, path
 
 
