@@ -24,6 +24,8 @@ LAG_PERIOD = 0.25
 class HttpMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.fleet_text: bytes | None = None  # cached by api/system.py
+        self.fleet_at = 0.0
         self.requests = Counter(
             "aami_server_http_requests_total", "HTTP requests served",
             ["method", "route", "status"], registry=self.registry,

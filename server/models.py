@@ -164,6 +164,7 @@ class UiSession(BaseModel):
     class Meta:
         table_name = "ui_session"
 
+
 class BootstrapToken(BaseModel):
     if TYPE_CHECKING:  # attributes peewee adds at runtime
         id: peewee.AutoField[int]
@@ -210,6 +211,38 @@ class AgentStatus(BaseModel):
     scripts_failed = peewee.BigIntegerField(default=0)
     heartbeat_interval_seconds = peewee.IntegerField(default=30)
     system_info = JSONField(default=dict)
+    # The agent's own poll counters as its last heartbeat reported them (cumulative
+    # since that agent process started): the next heartbeat's deltas are its polls.
+    polls_total = peewee.BigIntegerField(default=0)
+    polls_failed = peewee.BigIntegerField(default=0)
+
+
+class FleetHealthMinute(BaseModel):
+    """Heartbeat gaps and polls of the whole fleet, summed per minute
+    (server/services/fleet_health.py)."""
+
+    minute = peewee.DateTimeField(primary_key=True)
+    heartbeat_gaps = peewee.BigIntegerField(default=0)
+    heartbeat_gaps_ok = peewee.BigIntegerField(default=0)  # within interval ± tolerance
+    polls = peewee.BigIntegerField(default=0)
+    polls_failed = peewee.BigIntegerField(default=0)
+
+
+class TargetHealthHour(BaseModel):
+    """The same sums for one target, per hour."""
+
+    if TYPE_CHECKING:  # attributes peewee adds at runtime
+        target_id: peewee.Field[int]
+
+    target = peewee.ForeignKeyField(Target, on_delete="CASCADE")
+    hour = peewee.DateTimeField(index=True)
+    heartbeat_gaps = peewee.BigIntegerField(default=0)
+    heartbeat_gaps_ok = peewee.BigIntegerField(default=0)
+    polls = peewee.BigIntegerField(default=0)
+    polls_failed = peewee.BigIntegerField(default=0)
+
+    class Meta:
+        primary_key = peewee.CompositeKey("target", "hour")
 
 
 class ForceRun(BaseModel):
@@ -343,6 +376,8 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     BootstrapToken,
     AgentToken,
     AgentStatus,
+    FleetHealthMinute,
+    TargetHealthHour,
     ForceRun,
     ForceRunTarget,
     ScriptExecution,

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from aiohttp import web
 
 from aami.server.appkeys import DATABASE, HTTP_METRICS, OPENAPI
 from aami.server.db import ping
 from aami.server.routing import PUBLIC, Call, Route, json_reply
+from aami.server.services import fleet_health
+
+log = logging.getLogger(__name__)
+FLEET_METRICS_SECONDS = 15.0
 
 
 async def health(call: Call) -> web.Response:
@@ -19,9 +26,25 @@ async def ready(call: Call) -> web.Response:
 
 
 async def metrics(call: Call) -> web.Response:
-    body = call.app[HTTP_METRICS].render()
+    body = call.app[HTTP_METRICS].render() + await _fleet_metrics(call.app)
     return web.Response(body=body, content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Format": "prometheus-0.0.4"})
+
+
+async def _fleet_metrics(app: web.Application) -> bytes:
+    """The fleet's success metrics over the last hour, from the database (the same on
+    every process), recomputed at most every FLEET_METRICS_SECONDS."""
+    metrics = app[HTTP_METRICS]
+    now = time.monotonic()
+    if metrics.fleet_text is None or now - metrics.fleet_at >= FLEET_METRICS_SECONDS:
+        try:
+            health = await app[DATABASE].run(fleet_health.fleet_health, 3600)
+        except Exception as exc:  # the process's own metrics still answer
+            log.warning("fleet metrics unavailable: %s", exc)
+            return metrics.fleet_text or b""
+        metrics.fleet_text = fleet_health.exposition(health, "1h").encode()
+        metrics.fleet_at = now
+    return metrics.fleet_text
 
 
 async def openapi(call: Call) -> web.Response:

@@ -98,6 +98,7 @@ async def prune_once(database: Database, retention_seconds: float, runner: JobRu
             await database.run(jobs.progress, job_id, deleted,
                                detail={"before": iso(before), "deleted": deleted})
             await asyncio.sleep(0.01)  # let agents' writes in between batches
+        await database.run(retention.prune_health, before)
         await database.run(jobs.finish, job_id,
                            detail={"before": iso(before), "deleted": deleted})
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from aami.server.db import tuples, write_transaction
-from aami.server.models import ScriptExecution
+from aami.server.models import FleetHealthMinute, ScriptExecution, TargetHealthHour
 from aami.server.timefmt import utcnow
 
 BATCH = 1000
@@ -35,6 +35,14 @@ def prune_batch(before: datetime, limit: int = BATCH) -> int:
         if not ids:
             return 0
         return int(ScriptExecution.delete().where(ScriptExecution.id.in_(ids)).execute())
+
+
+def prune_health(before: datetime) -> int:
+    """The fleet-health sums follow the executions' retention (two small tables)."""
+    with write_transaction():
+        minutes = FleetHealthMinute.delete().where(FleetHealthMinute.minute < before).execute()
+        hours = TargetHealthHour.delete().where(TargetHealthHour.hour < before).execute()
+    return int(minutes) + int(hours)
 
 
 def interval_seconds(retention_seconds: float) -> float:

@@ -32,7 +32,8 @@ def test_schema_matches_models(database_url: str) -> None:
 
 def test_concurrent_migrations(database_url: str) -> None:
     code = (
-        "import sys; from server.db import Database; from server.migrations import migrate;"
+        "import sys; from aami.server.db import Database; "
+        "from aami.server.migrations import migrate;"
         "d = Database(sys.argv[1], threads=1); print(len(migrate(d.peewee)))"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code, database_url],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aami.server.api import compat
 from aami.server.api.admin import (
     executions,
+    fleet,
     groups,
     policies,
     publisher_keys,
@@ -22,6 +23,7 @@ ROUTES: list[Route] = [
     *policies.ROUTES,
     *tokens.ROUTES,
     *executions.ROUTES,
+    *fleet.ROUTES,
     *compat.ROUTES,  # the legacy cron runner's route (its own access kind)
 ]
 CLEANUP_CONTEXTS: list = []

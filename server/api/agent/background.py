@@ -42,16 +42,33 @@ async def flush_once(database: Database, buffer: StatusBuffer) -> int:
     except Exception:
         buffer.give_back(pending)  # retried next period
         raise
+    buffer.keep_target_health(pending)
     buffer.flushes += 1
     buffer.rows_written += written
     return written
 
 
+async def flush_target_health(database: Database, buffer: StatusBuffer) -> int:
+    health = buffer.take_target_health()
+    if not health:
+        return 0
+    try:
+        return await database.run(heartbeats.flush_target_health, health)
+    except Exception:
+        buffer.give_back_target_health(health)
+        raise
+
+
 async def _flush_forever(database: Database, buffer: StatusBuffer) -> None:
+    loop = asyncio.get_running_loop()
+    health_due = loop.time() + heartbeats.TARGET_HEALTH_SECONDS
     while True:
         await asyncio.sleep(FLUSH_SECONDS)
         try:
             await flush_once(database, buffer)
+            if loop.time() >= health_due:
+                health_due = loop.time() + heartbeats.TARGET_HEALTH_SECONDS
+                await flush_target_health(database, buffer)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a database outage: keep the buffer, try again
@@ -82,5 +99,6 @@ async def agent_background_ctx(app: web.Application) -> AsyncIterator[None]:
             await task
     try:
         await flush_once(database, buffer)
+        await flush_target_health(database, buffer)
     except Exception as exc:
         log.error("final agent status flush failed, %d writes lost: %s", len(buffer), exc)
