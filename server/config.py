@@ -31,6 +31,9 @@ class Limits:
     """Request and storage limits (hard caps, not tunables scattered in code)."""
 
     max_body_bytes: int = 1024 * 1024
+    # JSON nesting of a request body: our schemas nest a few levels and policy
+    # parameters are small objects; 32 leaves room and stops recursion-depth attacks.
+    max_json_depth: int = 32
     max_execution_batch: int = 500
     max_output_bytes: int = 64 * 1024
     list_limit_default: int = 50

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from aami.server.appkeys import AUTHENTICATOR
+from aami.server.appkeys import AUTHENTICATOR, CONFIG
 from aami.server.errors import Forbidden, PayloadTooLarge, Unauthorized, ValidationFailed
 from aami.server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal, Principal
 from aami.server.tokens import Role
@@ -166,6 +166,26 @@ def _parse_params(raw: Mapping[str, str], spec: Mapping[str, Mapping[str, Any]],
     return values
 
 
+def _depth_exceeds(value: Any, max_depth: int) -> bool:
+    """Whether containers nest deeper than `max_depth` (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (item.values() if isinstance(item, dict)
+                    else item if isinstance(item, list) else None)
+        if children is None:
+            continue
+        if depth > max_depth:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _too_deep(max_depth: int) -> None:
+    raise ValidationFailed(f"body: JSON nested deeper than {max_depth} levels",
+                           details={"field": "body", "max_depth": max_depth})
+
+
 async def _read_json(request: web.Request, route: Route) -> Any:
     if route.body is None:
         return None
@@ -176,11 +196,19 @@ async def _read_json(request: web.Request, route: Route) -> Any:
                               details={"max_bytes": request.app._client_max_size}) from None
     if not raw:
         raise ValidationFailed("body: a JSON body is required", details={"field": "body"})
+    max_depth = request.app[CONFIG].limits.max_json_depth
     try:
         body = json.loads(raw)
+    except RecursionError:
+        body = None  # deeper than the decoder goes: refused just below
+        _too_deep(max_depth)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed(f"body: malformed JSON ({exc})",
                                details={"field": "body"}) from None
+    if _depth_exceeds(body, max_depth):
+        # Every later step (NUL scan, schema checks, services) recurses; a body a few
+        # thousand levels deep would end in RecursionError, a 500, for any token.
+        _too_deep(max_depth)
     body = _without_nul(body, "body", replace=route.replace_nul)
     check_schema(body, route.body, "body")
     return body

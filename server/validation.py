@@ -31,6 +31,9 @@ from typing import Any
 
 import fastjsonschema
 import jsonschema
+from fastjsonschema.draft04 import CodeGeneratorDraft04
+from fastjsonschema.draft07 import CodeGeneratorDraft07
+from fastjsonschema.ref_resolver import RefResolver
 
 from aami.server.errors import ValidationFailed
 
@@ -92,9 +95,36 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Any
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-# jsonschema's Draft 2020-12 validator, with `pattern` anchored as the spec says.
+def _strict_integer(checker: Any, instance: Any) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# jsonschema's Draft 2020-12 validator, with `pattern` anchored as the spec says and
+# "integer" meaning a JSON number written without a fraction or exponent: since draft 6
+# 131072.0 counts as an integer, and a service would store or compare a float where
+# it expects an int (a policy id of 131072.0 matched nothing, silently).
 ReferenceValidator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator, {"pattern": _pattern})
+    jsonschema.Draft202012Validator, {"pattern": _pattern},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", _strict_integer))
+
+
+class _StrictIntegerDraft07(CodeGeneratorDraft07):
+    """fastjsonschema's draft 7 with draft 4's (strict) integer type check, to match
+    the reference validator above."""
+
+    generate_type = CodeGeneratorDraft04.generate_type
+
+
+def _compile_draft07(definition: Mapping[str, Any]) -> Callable[[Any], Any]:
+    # fastjsonschema.compile() with our generator class; its steps, in public names.
+    resolver = RefResolver.from_schema(definition, handlers={}, store={})
+    generator = _StrictIntegerDraft07(definition, resolver=resolver, formats={},
+                                      use_default=False, use_formats=False)
+    global_state = generator.global_state
+    exec(generator.func_code, global_state)  # noqa: S102 (code generated from our schema)
+    function: Callable[[Any], Any] = global_state[resolver.get_scope_name()]
+    return function
 
 
 def compile_fast(schema: Mapping[str, Any]) -> Callable[[Any], Any] | None:
@@ -103,7 +133,7 @@ def compile_fast(schema: Mapping[str, Any]) -> Callable[[Any], Any] | None:
         return None
     definition = {**_without_asserted_annotations(schema),
                   "$schema": "http://json-schema.org/draft-07/schema#"}
-    return fastjsonschema.compile(definition, use_default=False, use_formats=False)
+    return _compile_draft07(definition)
 
 
 class SchemaCheck:
