@@ -116,7 +116,7 @@ class _StrictIntegerDraft07(CodeGeneratorDraft07):
     generate_type = CodeGeneratorDraft04.generate_type
 
 
-def _compile_draft07(definition: Mapping[str, Any]) -> Callable[[Any], Any]:
+def _compile_draft07(definition: dict[str, Any]) -> Callable[[Any], Any]:
     # fastjsonschema.compile() with our generator class; its steps, in public names.
     resolver = RefResolver.from_schema(definition, handlers={}, store={})
     generator = _StrictIntegerDraft07(definition, resolver=resolver, formats={},
