@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from aami.server import __version__
-from aami.server.api import admin, agent, downloads, operations, system
+from aami.server.api import admin, agent, audit, downloads, operations, system
 from aami.server.appkeys import AUTHENTICATOR, CONFIG, DATABASE, HTTP_METRICS, OPENAPI
 from aami.server.auth import Authenticator
 from aami.server.config import ServerConfig
@@ -34,7 +34,7 @@ def all_routes() -> list[Route]:
     from aami.server import web as web_ui
 
     return [*system.ROUTES, *admin.ROUTES, *operations.ROUTES, *agent.ROUTES, *downloads.ROUTES,
-            *web_ui.ROUTES]
+            *audit.ROUTES, *web_ui.ROUTES]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -53,7 +53,9 @@ def create_app(config: ServerConfig) -> web.Application:
     metrics = HttpMetrics()
     app = web.Application(
         client_max_size=config.limits.max_body_bytes,
-        middlewares=[metrics.middleware(), error_middleware, *web_ui.MIDDLEWARES],
+        # The audit log records what the inner handlers did, so it is innermost.
+        middlewares=[metrics.middleware(), error_middleware, *web_ui.MIDDLEWARES,
+                     *audit.MIDDLEWARES],
     )
     app[CONFIG] = config
     app[HTTP_METRICS] = metrics

@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--key", default="/etc/aami/release.pub",
                      help="release public key the bundle must be signed with")
     imp.add_argument("--quiet", action="store_true", help="no progress, summary only")
+
+    aud = sub.add_parser("audit", help="the hash-chained audit log (docs/security.md)")
+    aud_sub = aud.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    _common(aud_sub.add_parser("verify", help="exit 1 naming the first entry that breaks "
+                               "the chain"))
+    prune = aud_sub.add_parser("prune", help="drop entries older than a duration, "
+                               "keeping the chain verifiable (a checkpoint entry)")
+    _common(prune)
+    prune.add_argument("--older-than", required=True, help="e.g. 365d")
     return parser
 
 
@@ -108,6 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lifetime = parse_duration(args.expires)
             except ValueError as exc:
                 raise ConfigError(f"--expires: {exc}") from None
+        if args.command == "audit" and args.audit_command == "prune":
+            try:
+                lifetime = parse_duration(args.older_than)
+            except ValueError as exc:
+                raise ConfigError(f"--older-than: {exc}") from None
         _check_database_named(args, config)
     except ConfigError as exc:
         print(f"aami-server: error: {exc}", file=sys.stderr)
@@ -176,7 +190,9 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float,
             from aami.server.services.tokens import create_api_token
             from aami.server.tokens import Role
 
-            secret, _ = create_api_token(args.name, Role(args.role))
+            secret, made = create_api_token(args.name, Role(args.role))
+            _audit_cli("token.create", "token", made.get("id"),
+                       {"name": args.name, "role": args.role})
             print(secret)
         elif args.command == "import":
             return _import(args)
@@ -185,13 +201,42 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float,
             from aami.server.timefmt import utcnow
 
             expires = utcnow() + timedelta(seconds=lifetime) if lifetime else None
-            secret, _ = create_bootstrap_token(
+            secret, made = create_bootstrap_token(
                 name=args.name, max_uses=args.max_uses, expires_at=expires,
                 group=args.group, allow_rebind=args.allow_rebind,
             )
+            _audit_cli("bootstrap-token.create", "bootstrap-token", made.get("id"),
+                       {"name": args.name, "max_uses": args.max_uses, "group": args.group,
+                        "expires": args.expires, "allow_rebind": args.allow_rebind})
             print(secret)
+        elif args.command == "audit":
+            return _audit(args, lifetime)
     finally:
         database.close()
+    return 0
+
+
+def _audit_cli(action: str, object_type: str, object_id: object, summary: dict) -> None:
+    from aami.server.services import audit
+
+    audit.record(audit.cli_actor(), action, object_type, object_id, summary)
+
+
+def _audit(args: argparse.Namespace, older_than: float) -> int:
+    from aami.server.services import audit
+    from aami.server.timefmt import utcnow
+
+    if args.audit_command == "prune":
+        result = audit.prune(utcnow() - timedelta(seconds=older_than), audit.cli_actor())
+        print(f"dropped {result['dropped']} entries"
+              + (f"; checkpoint {result['checkpoint_id']}" if result["dropped"] else ""))
+        return 0
+    verdict = audit.verify()
+    if not verdict.ok:
+        print(f"audit log broken at entry {verdict.broken_id}: {verdict.reason} "
+              f"({verdict.checked} entries before it verified)")
+        return 1
+    print(f"audit log intact: {verdict.checked} entries, head {verdict.head}")
     return 0
 
 
@@ -228,6 +273,8 @@ def _import(args: argparse.Namespace) -> int:
         print(f"aami-server: warning: {problem}", file=sys.stderr)
     counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(result.counts.items()))
     print(f"imported {args.bundle} as job {result.job_id}: {counts or 'nothing to import'}")
+    _audit_cli("bundle.import", "bundle", result.job_id,
+               {"bundle": str(args.bundle), "counts": dict(result.counts)})
     return 0
 
 

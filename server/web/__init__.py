@@ -10,10 +10,19 @@ from __future__ import annotations
 from aami.server.routing import Route
 from aami.server.web.middleware import ui_middleware
 from aami.server.web.render import setup_templates
-from aami.server.web.views import auth, catalog, dashboard, fleet, force_runs, policies, targets
+from aami.server.web.views import (
+    auth,
+    catalog,
+    change,
+    dashboard,
+    fleet,
+    force_runs,
+    policies,
+    targets,
+)
 
 ROUTES: list[Route] = [*auth.ROUTES, *dashboard.ROUTES, *targets.ROUTES, *catalog.ROUTES,
-                       *policies.ROUTES, *fleet.ROUTES, *force_runs.ROUTES]
+                       *policies.ROUTES, *fleet.ROUTES, *force_runs.ROUTES, *change.ROUTES]
 MIDDLEWARES: list = [ui_middleware]
 CLEANUP_CONTEXTS: list = []
 SETUP = setup_templates  # called once by create_app, before the app is frozen

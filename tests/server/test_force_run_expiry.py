@@ -18,6 +18,7 @@ from tests.server.test_agent_fixtures import (
     publish_script,
     register,
 )
+from tests.web.helpers import UiClient
 
 
 def _tokens(server: ServerProcess, agent_token: str) -> list[str | None]:
@@ -102,3 +103,15 @@ def test_cancel_pending_and_delivered(live_server: ServerProcess) -> None:
     assert again["cancelled_targets"] == 0 and again["counts"]["done"] == 1
     assert live_server.api("POST", "/api/v1/force-runs/99999/cancel",
                            role="operator").status == 404
+
+    # The web UI's cancel button does the same.
+    third = live_server.api("POST", f"/api/v1/targets/{first_id}/force-run",
+                            role="operator", json_body={"policy_id": policy}).json
+    ui = UiClient(live_server.url)
+    ui.login(live_server.token("operator"))
+    page = ui.get(f"/ui/force-runs/{third['id']}")
+    assert 'id="force-run-cancel"' in page.text
+    done_page = ui.post(f"/ui/force-runs/{third['id']}/cancel", {"csrf_token": page.csrf()})
+    assert done_page.status == 303, done_page.text[:300]
+    assert _status(live_server, third["id"])["status"] == "cancelled"
+    assert "cancelled" in ui.get(f"/ui/force-runs/{third['id']}").text

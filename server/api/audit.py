@@ -1,0 +1,200 @@
+"""The audit log over HTTP: the middleware that records every state-changing request
+(admin API, web UI, agent registration) and `GET /api/v1/audit` (admin).
+
+The middleware runs innermost, after authentication, once the handler has answered:
+a request that succeeded (2xx, or a 3xx redirect from a web UI form) is recorded
+once, with who (token name and role, or the UI user), what (an action derived from
+the route, e.g. `policy.update`, `rollout.pause`), the object id (from the path, or
+the `id` of the created object), a short summary (the request's fields with
+secrets and bulky payloads left out), a request id (the caller's `X-Request-Id`,
+or one made here, echoed in the response) and the source address. Refused and
+failed requests change nothing, so they are not recorded. The server's own CLI
+records its actions directly (server/cli.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from aami.server.appkeys import AUTHENTICATOR, DATABASE
+from aami.server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal
+from aami.server.routing import ADMIN, Call, Route, json_reply
+from aami.server.schemas import TIMESTAMP, limit_query, list_of, nullable, obj
+from aami.server.services import audit
+from aami.server.services.ui_sessions import UiUser
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+# Agent API writes that are reports, not changes an operator would audit.
+NOT_AUDITED = re.compile(r"^/api/v1/agent/(heartbeat|executions|security-events)$|"
+                         r"^/ui/(login|logout)$")
+HIDDEN = re.compile(r"token|secret|password|csrf", re.IGNORECASE)
+BULKY = {"content", "envelope", "public_key", "signed", "script_content"}
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def _singular(word: str) -> str:
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    return word[:-1] if word.endswith("s") else word
+
+
+def describe(method: str, template: str) -> tuple[str, str]:
+    """(action, object type) for a route template, e.g. ('policy.update', 'policy')."""
+    parts = [p for p in re.sub(r"^/(api/v1|ui)/", "", template).split("/") if p]
+    if parts[:1] == ["agent"]:
+        return f"agent.{'-'.join(parts[1:]) or 'call'}", "target"
+    object_type = _singular(parts[0]) if parts else "server"
+    rest = [p for p in parts[1:] if not p.startswith("{")]
+    if rest:
+        return f"{object_type}.{'.'.join(rest)}", object_type
+    verb = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}[method]
+    if method == "POST" and len(parts) > 1:
+        verb = "update"  # a form posted to an object's own page
+    return f"{object_type}.{verb}", object_type
+
+
+def _summary(fields: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if HIDDEN.search(key):
+            out[key] = "***"
+        elif key in BULKY:
+            out[key] = f"<{len(json.dumps(value, default=str))} chars>"
+        else:
+            out[key] = value
+    return out
+
+
+async def _request_fields(request: web.Request) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        try:
+            body = json.loads(await request.read() or b"null")
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {"body": body}
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        return {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    return {}
+
+
+async def _actor(request: web.Request) -> audit.Actor | None:
+    for value in request.values():
+        if isinstance(value, UiUser):  # set by the web UI's session middleware
+            return audit.Actor("session", value.name, value.role.value)
+    try:
+        principal = await request.app[AUTHENTICATOR].authenticate(request)
+    except Exception:  # the handler accepted the call; a token revoked since is no reason
+        principal = None
+    if isinstance(principal, AdminPrincipal):
+        return audit.Actor("token", principal.name, principal.role.value)
+    if isinstance(principal, AgentPrincipal):
+        return audit.Actor("agent", principal.hostname)
+    if isinstance(principal, BootstrapPrincipal):
+        return audit.Actor("bootstrap", f"bootstrap-token-{principal.token_id}")
+    return None
+
+
+def _object_id(request: web.Request, response: web.StreamResponse | None,
+               location: str | None) -> str | None:
+    if "id" in request.match_info:
+        return request.match_info["id"]
+    for key in ("hostname", "name"):
+        if key in request.match_info:
+            return request.match_info[key]
+    if isinstance(response, web.Response) and response.content_type == "application/json":
+        try:
+            data = json.loads(response.body or b"null")  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            data = None
+        if isinstance(data, dict):
+            for key in ("id", "target_id"):
+                if isinstance(data.get(key), int | str):
+                    return str(data[key])
+    if location:
+        found = re.search(r"/(\d+)(?:[/?#]|$)", location)
+        return found.group(1) if found else None
+    return None
+
+
+async def _record(request: web.Request, status: int, response: web.StreamResponse | None,
+                  location: str | None, request_id: str) -> None:
+    resource = request.match_info.route.resource
+    if resource is None or NOT_AUDITED.match(resource.canonical):
+        return
+    actor = await _actor(request)
+    if actor is None:
+        return
+    action, object_type = describe(request.method, resource.canonical)
+    summary = {"method": request.method, "path": request.path, "status": status,
+               "request": _summary(await _request_fields(request))}
+    try:
+        await request.app[DATABASE].run(
+            audit.record, actor, action, object_type,
+            _object_id(request, response, location), summary,
+            request_id=request_id, source=request.remote)
+    except Exception as exc:  # the change is made; say loudly that its record is not
+        log.error("audit: could not record %s %s: %s", action, request.path, exc)
+
+
+@web.middleware
+async def audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+    if request.method not in WRITES or not request.path.startswith(("/api/v1/", "/ui/")):
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            exc.headers["X-Request-Id"] = request_id
+            await _record(request, exc.status, None, exc.headers.get("Location"), request_id)
+        raise
+    if response.status < 400:
+        await _record(request, response.status, response, None, request_id)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+ENTRY = obj(["id", "at", "actor", "action", "object_type", "object_id", "summary",
+             "request_id", "source", "prev_hash", "hash"], {
+    "id": {"type": "integer"}, "at": TIMESTAMP,
+    "actor": obj(["kind", "name", "role"], {
+        "kind": {"type": "string"}, "name": {"type": "string"},
+        "role": nullable({"type": "string"})}),
+    "action": {"type": "string"}, "object_type": {"type": "string"},
+    "object_id": nullable({"type": "string"}), "summary": {"type": "object"},
+    "request_id": nullable({"type": "string"}), "source": nullable({"type": "string"}),
+    "prev_hash": {"type": "string"}, "hash": {"type": "string"}})
+
+
+async def list_audit(call: Call) -> web.Response:
+    limit = call.query.get("limit", 50)
+    rows, cursor = await call.app[DATABASE].run(
+        audit.list_entries, actor=call.query.get("actor"), action=call.query.get("action"),
+        object_type=call.query.get("object_type"), since=call.query.get("since"),
+        until=call.query.get("until"), cursor=call.query.get("cursor"), limit=limit)
+    return json_reply({"data": rows, "pagination": {"limit": limit, "next_cursor": cursor}})
+
+
+_TEXT = {"type": "string", "maxLength": 128}
+ROUTES = [
+    Route("GET", "/api/v1/audit", list_audit, "The audit log, newest first", ADMIN, "audit",
+          query={"actor": _TEXT, "action": {"type": "string", "maxLength": 64},
+                 "object_type": {"type": "string", "maxLength": 32},
+                 "since": {"type": "string", "maxLength": 40},
+                 "until": {"type": "string", "maxLength": 40},
+                 "cursor": {"type": "string", "maxLength": 20}, "limit": limit_query()},
+          responses={200: list_of(ENTRY)}),
+]
+MIDDLEWARES = [audit_middleware]
