@@ -91,6 +91,11 @@ def test_dashboard_counts_and_lists(fleet: Fleet) -> None:
     assert "disk-usage-ml" in page.text  # a failing policy
     assert "evil-script" in page.text and "bad_signature" in page.text  # a refusal
     assert "<svg" in page.text and "failed" in page.text
+    # The success metrics panel: runs were reported, but no node has beaten twice yet.
+    assert re.search(r'id="health-script_success_rate">\s*<span class="n (ok|fail)">'
+                     r"\d+\.\d\d %</span>Script runs succeeded", page.text)
+    beats = re.search(r'id="health-heartbeat_compliance">(.*?)</div>', page.text, re.S)
+    assert beats and "nothing measured yet" in beats.group(1)
 
 
 def test_target_list_filters(fleet: Fleet) -> None:

@@ -1,5 +1,6 @@
-"""The dashboard: fleet status counts, a day of outcomes, failing policies, recent
-failures and refusals, each linking to the page with the detail."""
+"""The dashboard: fleet status counts, the success metrics against their targets, a
+day of outcomes, failing policies, recent failures and refusals, each linking to the
+page with the detail."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from aami.server.appkeys import DATABASE
-from aami.server.services import execution_history, targets, ui_queries
+from aami.server.services import execution_history, fleet_health, ui_queries
 from aami.server.timefmt import utcnow
 from aami.server.web.charts import bar_chart
 from aami.server.web.pages import page
@@ -21,10 +22,8 @@ HOUR = 3600
 def _dashboard_data() -> dict[str, Any]:
     """Every query of the page, in one trip to the database thread pool."""
     now = utcnow()
-    counts = {}
-    for status in targets.STATUSES:
-        _, counts[status] = targets.list_targets(hostname=None, group=None, status=status,
-                                                 limit=1, offset=0)
+    health = fleet_health.fleet_health(24 * HOUR, now=now)
+    counts = health["targets"]
     window = ui_queries.aligned_window(now, HOUR, 24)
     failures, _ = execution_history.list_executions(success=False, limit=10)
     refusals, _ = execution_history.list_security_events(limit=10)
@@ -35,6 +34,7 @@ def _dashboard_data() -> dict[str, Any]:
         "failing": ui_queries.failing_policies(now - timedelta(hours=24)),
         "failures": failures,
         "refusals": refusals,
+        "health": health,
     }
 
 
