@@ -5,7 +5,7 @@ methods with typed results, and the agent's own exceptions. `HttpAgentClient` is
 real implementation; unit tests of the poller, spool and reporter use an in-memory
 implementation of the same Protocol (the sanctioned seam).
 
-Why not aiohttp: DESIGN.md section 6 gives the agent 40 MB for its whole process tree;
+Why not aiohttp: docs/architecture.md section 6 gives the agent 40 MB for its whole process tree;
 `import aiohttp` alone costs ~14 MB over asyncio, while `http.client` (already pulled in
 by the standard library) costs ~2 MB. The agent makes one request every few seconds at
 most, so each call runs `http.client` in a worker thread with a hard timeout. TLS uses

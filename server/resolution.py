@@ -2,7 +2,7 @@
 
 Pure functions over plain data (no database, no I/O), so every rule has a test.
 
-Rules (DESIGN.md section 3):
+Rules (docs/architecture.md section 3):
 
 * A policy applies at `global`, `group` or `target` scope. It applies to a target
   when it is global, names one of the target's groups, or names the target.

@@ -1,7 +1,7 @@
 # NixOS module for the AAMI node agent.
 #
 # `services.aami-agent.settings` mirrors /etc/aami/agent.yaml key for key (see
-# docs/install.md and DESIGN.md section 4); it is rendered with pkgs.formats.yaml
+# docs/install.md and docs/architecture.md section 4); it is rendered with pkgs.formats.yaml
 # to /etc/aami/agent.yaml. Unset (null) keys are left out so the agent's own
 # defaults apply. The unit's sandbox is read from systemd/aami-agent.service, the
 # same file the installers ship, with only paths adapted to these settings.

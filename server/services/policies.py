@@ -1,7 +1,7 @@
 """Policies: which signed script runs where, with which parameters, how often.
 
 The wire form is canonical (`interval_seconds`, `timeout_seconds`); the YAML short
-forms of DESIGN.md (`schedule.interval: 60s`, `timeout: 30s`) are accepted on input
+forms of docs/architecture.md (`schedule.interval: 60s`, `timeout: 30s`) are accepted on input
 and never echoed back. `normalise` (pure) turns a request body into a `PolicySpec`
 and checks every rule that needs no database; `_check_references` checks the rest
 (the group, target, script and version exist; params and run_as are allowed by the

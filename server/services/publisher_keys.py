@@ -4,7 +4,7 @@ The key id is always computed from the key material (`trust.keys.key_id`), never
 taken from the client, so a key cannot be registered under another key's id.
 Revoking keeps the row: scripts signed by the key stay listed, uploads signed by it
 are refused as `REVOKED_KEY`, and the agents' own trusted-key directories remain
-the check that counts (DESIGN.md section 2).
+the check that counts (docs/architecture.md section 2).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Signed scripts: upload (verified with the trust package), versions, listing.
 
-The server is not trusted to create code (DESIGN.md section 2); it verifies uploads
+The server is not trusted to create code (docs/architecture.md section 2); it verifies uploads
 only to give the publisher an early, friendly refusal. An upload is stored when:
 the document parses, a registered and unrevoked publisher key signed it, the content
 hash matches, the statement has not expired, and its version is higher than every
