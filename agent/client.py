@@ -5,30 +5,27 @@ methods with typed results, and the agent's own exceptions. `HttpAgentClient` is
 real implementation; unit tests of the poller, spool and reporter use an in-memory
 implementation of the same Protocol (the sanctioned seam).
 
-Why not aiohttp: docs/architecture.md section 6 gives the agent 40 MB for its whole process tree;
+Why not aiohttp: the agent has 40 MB for its whole process tree (docs/agent.md);
 `import aiohttp` alone costs ~14 MB over asyncio, while `http.client` (already pulled in
 by the standard library) costs ~2 MB. The agent makes one request every few seconds at
-most, so each call runs `http.client` in a worker thread with a hard timeout. TLS uses
-the system store or the pinned site CA (`server.ca_file`); certificate and hostname
-checks are never disabled.
+most, so each call runs `http.client` in a worker thread, on one kept-alive connection
+with a hard deadline (`transport`). TLS uses the system store or the pinned site CA
+(`server.ca_file`); certificate and hostname checks are never disabled.
 
-Foreign exceptions (OSError, ssl errors, http.client errors, JSON errors) are
-translated here, chained with `raise ... from`.
+Foreign exceptions (transport failures, JSON errors, shapes that do not parse) are
+translated here into the agent's own, chained with `raise ... from`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import http.client
 import json
-import socket
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from aami.agent.transport import KeepAliveTransport, OversizedResponse, TransportError
+from aami.agent.transport import Response as _Response
 from aami.agent.wire import (
     Ack,
     AssignmentSet,
@@ -107,11 +104,7 @@ class AgentClient(Protocol):
     async def rotate_token(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class _Response:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
+IDEMPOTENT_POSTS = frozenset({"/agent/executions", "/agent/security-events"})
 
 
 class HttpAgentClient:
@@ -129,74 +122,36 @@ class HttpAgentClient:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"server URL must be http(s)://host[:port], got {base_url!r}")
-        self._scheme = parts.scheme
-        self._host = parts.hostname
-        self._port = parts.port
         self._prefix = parts.path.rstrip("/") + "/api/v1"
-        self._timeout = timeout
-        # Connect and read may each take `timeout`; past twice that the answer is hung.
-        self._deadline = 2 * timeout
-        self._max = max_response_bytes
         self._token = token
-        self._ssl: ssl.SSLContext | None = None
-        if self._scheme == "https":
-            self._ssl = ssl.create_default_context(cafile=ca_file)
+        context = ssl.create_default_context(cafile=ca_file) if parts.scheme == "https" else None
+        self._transport = KeepAliveTransport(
+            parts.scheme, parts.hostname, parts.port, ssl_context=context, timeout=timeout,
+            max_bytes=max_response_bytes)
 
     def set_token(self, token: str | None) -> None:
         self._token = token
 
     # -- transport ---------------------------------------------------------------
 
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._ssl is not None:
-            return http.client.HTTPSConnection(
-                self._host, self._port, timeout=self._timeout, context=self._ssl
-            )
-        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+    def close(self) -> None:
+        self._transport.close()
 
-    def _exchange(
-        self,
-        conn: http.client.HTTPConnection,
-        method: str,
-        path: str,
-        body: bytes | None,
-        headers: dict[str, str],
-    ) -> _Response:
-        try:
-            conn.request(method, self._prefix + path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read(self._max + 1)
-            if len(data) > self._max:
-                raise MalformedResponse(f"{method} {path}: response larger than {self._max} bytes")
-            if resp.length:  # read(n) returns short, without complaint, on an early close
-                raise ServerUnavailable(
-                    f"{method} {path}: truncated answer ({resp.length} bytes missing)")
-            return _Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            # ssl errors are OSErrors; ValueError: a header or chunk the server garbled.
-            raise ServerUnavailable(f"{method} {path}: {_describe(exc)}") from exc
-        finally:
-            conn.close()
+    @property
+    def connections_opened(self) -> int:
+        return self._transport.connections_opened
 
     async def _send(self, method: str, path: str, body: bytes | None,
                     headers: dict[str, str]) -> _Response:
-        """One exchange in a worker thread, under a hard deadline: the socket timeout
-        bounds each read, but a server that trickles a byte at a time would hold the
-        loop forever. Past the deadline the socket is shut down, which ends the thread."""
-        conn = self._connection()
-        work = asyncio.ensure_future(
-            asyncio.to_thread(self._exchange, conn, method, path, body, headers))
+        # Executions and security events are idempotent by id: safe to send twice.
+        idempotent = method == "GET" or path in IDEMPOTENT_POSTS
         try:
-            return await asyncio.wait_for(asyncio.shield(work), self._deadline)
-        except TimeoutError:
-            _abort(conn)
-            with contextlib.suppress(AgentClientError):
-                await work
-            raise ServerUnavailable(
-                f"{method} {path}: no complete answer within {self._deadline:g}s") from None
-        except asyncio.CancelledError:
-            _abort(conn)
-            raise
+            return await self._transport.request(method, self._prefix + path, body, headers,
+                                                 idempotent=idempotent)
+        except TransportError as exc:
+            raise ServerUnavailable(f"{method} {path}: {exc}") from exc
+        except OversizedResponse as exc:
+            raise MalformedResponse(f"{method} {path}: {exc}") from exc
 
     async def _call(
         self,
@@ -301,13 +256,6 @@ def _describe(exc: BaseException) -> str:
     text = str(exc).splitlines()[0][:200] if str(exc) else ""
     return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
-
-def _abort(conn: http.client.HTTPConnection) -> None:
-    """Unblock a worker thread stuck on this connection's socket."""
-    sock = conn.sock
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _refusal(resp: _Response) -> ServerRefused:

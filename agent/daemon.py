@@ -271,6 +271,9 @@ class Agent:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.report(), 5)
         self.save()
+        close = getattr(self.client, "close", None)  # the kept-alive connection
+        if close is not None:
+            close()
         log.info("stopped")
         return code
 

@@ -3,7 +3,7 @@
 Rendering is a pure function of a snapshot (testable without a socket). The listener
 is `asyncio.start_server` answering `GET /metrics` with that text: a hand-written
 renderer and server instead of `prometheus_client` + `aiohttp.web`, which would add
-~3.5 MB to every node for the same bytes on the wire (docs/architecture.md section 6).
+~3.5 MB to every node for the same bytes on the wire (the 40 MB budget, docs/agent.md).
 
 Scripts may print `{"metrics": [{"name", "value", "labels"}]}` JSON or Prometheus text
 on stdout; valid samples are exposed on `/metrics` and written atomically to

@@ -43,6 +43,11 @@ def _good(method: str, path: str, body: bytes) -> tuple[int, Any]:
 class HostileServer:
     def __init__(self, mode: str = "good") -> None:
         self.mode = mode
+        # Keep-alive faults in "good" mode: close each connection after its answer
+        # (as an idle timeout would), or drop the second request on a connection
+        # unanswered (the request reached the server; the answer never came).
+        self.close_after_answer = False
+        self.drop_reused = False
         self.requests: Counter[str] = Counter()
         self.connections = 0
         self.bodies: list[dict[str, Any]] = []
@@ -51,8 +56,9 @@ class HostileServer:
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
                 outer.connections += 1
-                while outer._serve_one(self):
-                    pass
+                served = 0
+                while outer._serve_one(self, served):
+                    served += 1
 
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
@@ -83,7 +89,7 @@ class HostileServer:
                 length = int(value)
         return method, path, h.rfile.read(length) if length else b""
 
-    def _serve_one(self, h: socketserver.StreamRequestHandler) -> bool:
+    def _serve_one(self, h: socketserver.StreamRequestHandler, served: int) -> bool:
         """Answer one request; True to keep the connection for another."""
         try:
             request = self._read_request(h)
@@ -98,9 +104,11 @@ class HostileServer:
         mode = self.mode
         try:
             if mode == "good":
+                if self.drop_reused and served >= 1:
+                    return False  # read, acted on perhaps, never answered
                 status, data = _good(method, path, body)
                 self._send(h, status, json.dumps(data).encode(), keep=True)
-                return True
+                return not self.close_after_answer
             self._hostile(h, mode, path)
         except OSError:
             pass

@@ -4,8 +4,10 @@ the class of fault a `--once` test cannot see (a loop that dies after its first 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,3 +72,46 @@ def test_heartbeats_keep_coming_while_the_daemon_runs(fast_site: Site, tmp_path:
         if agent.poll() is None:
             text = stop(agent, log)
             assert "Traceback" not in text, text
+
+
+def client_ports(pid: int, server_port: int) -> set[int]:
+    """Local ports of `pid`'s TCP connections to `server_port` (Linux /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if inode in inodes and int(remote.rsplit(":", 1)[1], 16) == server_port:
+                ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_polls_and_heartbeats_reuse_one_connection(fast_site: Site, tmp_path: Path) -> None:
+    """Issue 11, item 8: one kept-alive connection per agent, not one per request."""
+    log = tmp_path / "agent.log"
+    agent = start_agent(fast_site, tmp_path / "state", log)
+    seen: set[int] = set()
+    samples: list[set[int]] = []
+    try:
+        wait_until(lambda: agent_status(fast_site).get("uptime_seconds") is not None,
+                   timeout=30, what="the first heartbeat")
+        deadline = time.monotonic() + 5  # ~5 polls and ~5 heartbeats at 1 s
+        while time.monotonic() < deadline:
+            samples.append(client_ports(agent.pid, fast_site.server.port))
+            seen |= samples[-1]
+            time.sleep(0.1)
+        assert (agent_status(fast_site).get("uptime_seconds") or 0) >= 4
+    finally:
+        stop(agent, log)
+    assert len(seen) == 1, f"the agent opened {len(seen)} connections: {sorted(seen)}"
+    # Open between requests too (a connection per request would be absent most of
+    # the time, which a sampled set alone could not tell from one kept connection).
+    assert sum(1 for ports in samples if ports) >= 0.9 * len(samples), samples

@@ -51,6 +51,53 @@ def test_every_fault_is_one_client_error_with_a_one_line_reason(mode: str, call:
     assert elapsed < 2 * TIMEOUT + 1.5, f"{mode}: took {elapsed:.1f}s"  # the hard deadline
 
 
+def test_requests_share_one_kept_alive_connection() -> None:
+    async def main(c: HttpAgentClient) -> None:
+        for _ in range(3):
+            await c.get_assignments(None)
+            await c.heartbeat({"agent_version": "1", "uptime_seconds": 1})
+        await c.post_executions([{"id": "x"}])
+
+    with HostileServer("good") as server:
+        c = client(server.url)
+        asyncio.run(main(c))
+        assert server.connections == 1 and c.connections_opened == 1
+        assert server.requests["/api/v1/agent/heartbeat"] == 3
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error() -> None:
+    async def main(c: HttpAgentClient) -> None:
+        for _ in range(3):
+            await c.heartbeat({"agent_version": "1", "uptime_seconds": 1})
+            await asyncio.sleep(0.05)  # the server's close reaches us
+
+    with HostileServer("good") as server:
+        server.close_after_answer = True
+        asyncio.run(main(client(server.url)))
+        assert server.connections == 3
+
+
+def test_broken_reused_connection_retries_only_what_is_safe() -> None:
+    """The second request on a connection reaches the server and gets no answer: a GET
+    and an executions batch (idempotent by id) are sent again on a fresh connection; a
+    heartbeat is not (it may have been recorded), it just fails."""
+    async def first_then(c: HttpAgentClient, call: str) -> None:
+        await c.get_config()
+        await CALLS[call](c)
+
+    for call, retried in (("assignments", True), ("executions", True), ("heartbeat", False)):
+        with HostileServer("good") as server:
+            server.drop_reused = True
+            c = client(server.url)
+            if retried:
+                asyncio.run(first_then(c, call))
+                assert c.connections_opened == 2, call
+            else:
+                with pytest.raises(ServerUnavailable, match="RemoteDisconnected"):
+                    asyncio.run(first_then(c, call))
+                assert c.connections_opened == 1
+
+
 def test_tls_failure_is_a_client_error() -> None:
     # Plain HTTP where the agent expects TLS.
     with HostileServer("good") as server, pytest.raises(ServerUnavailable, match="SSL"):
