@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("aami.agent.control")
 
 SOCKET_NAME = "control.sock"
 
@@ -36,7 +39,11 @@ async def serve_control(path: str | os.PathLike[str], handler: Handler) -> async
                 command = str(json.loads(line).get("command", ""))
             except (ValueError, AttributeError):
                 command = ""
-            reply = await handler(command)
+            try:
+                reply = await handler(command)
+            except Exception as exc:  # one bad request must not take the socket down
+                log.exception("control command %r failed", command)
+                reply = {"ok": False, "message": f"internal error: {exc.__class__.__name__}"}
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
         except (TimeoutError, OSError):

@@ -271,8 +271,12 @@ async def serve_metrics(
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             parts = request.split(b" ", 2)
             ok = len(parts) >= 2 and parts[0] == b"GET" and parts[1].split(b"?")[0] == b"/metrics"
-            body = page().encode() if ok else b"not found\n"
             status = b"200 OK" if ok else b"404 Not Found"
+            try:
+                body = page().encode() if ok else b"not found\n"
+            except Exception:  # a rendering bug must not take the listener down
+                log.exception("rendering /metrics failed")
+                body, status = b"internal error\n", b"500 Internal Server Error"
             writer.write(
                 b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain; version=0.0.4; "
                 b"charset=utf-8\r\nContent-Length: " + str(len(body)).encode()
