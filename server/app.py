@@ -19,6 +19,7 @@ from aami.server import __version__
 from aami.server.api import admin, agent, audit, downloads, operations, system
 from aami.server.appkeys import AUTHENTICATOR, CONFIG, DATABASE, HTTP_METRICS, OPENAPI
 from aami.server.auth import Authenticator
+from aami.server.auth_failures import AuthFailures
 from aami.server.config import ServerConfig
 from aami.server.db import Database
 from aami.server.http_errors import error_middleware
@@ -42,7 +43,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     database = Database(config.database_url, threads=config.db_threads)
     await database.run(migrate, database.peewee)  # logs each migration it applies
     app[DATABASE] = database
-    app[AUTHENTICATOR] = Authenticator(database, legacy_open=config.legacy_checks)
+    app[AUTHENTICATOR] = Authenticator(
+        database, legacy_open=config.legacy_checks,
+        failures=AuthFailures(registry=app[HTTP_METRICS].registry))
     yield
     database.close()
 

@@ -56,6 +56,16 @@ class Unprocessable(ApiError):
     code = "UNPROCESSABLE"
 
 
+class TooManyRequests(ApiError):
+    """Too many failed credentials from this address (server/auth_failures.py)."""
+
+    code = "TOO_MANY_REQUESTS"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, details={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
 class ServiceUnavailable(ApiError):
     code = "SERVICE_UNAVAILABLE"
 

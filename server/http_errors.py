@@ -23,6 +23,7 @@ from aami.server.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    TooManyRequests,
     TrustRefused,
     Unauthorized,
     Unprocessable,
@@ -40,6 +41,7 @@ STATUS: dict[type[ApiError], int] = {
     Conflict: 409,
     PayloadTooLarge: 413,
     Unprocessable: 422,
+    TooManyRequests: 429,
     ServiceUnavailable: 503,
 }
 # A refused signed upload: size limits are 413, a version not above the stored ones
@@ -73,6 +75,7 @@ _HTTP_CODES = {
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     422: "UNPROCESSABLE",
+    429: "TOO_MANY_REQUESTS",
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -83,7 +86,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(status_of(exc), exc.code, exc.message, exc.details)
+        response = error_response(status_of(exc), exc.code, exc.message, exc.details)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except DatabaseUnavailable as exc:
         log.error("database unavailable: %s", exc)
         return error_response(503, "DATABASE_UNAVAILABLE", "the database is not reachable")

@@ -8,17 +8,21 @@ a cross-site page can neither read the cookie nor make the browser send it.
 from __future__ import annotations
 
 import functools
+import logging
 import mimetypes
 import re
 from importlib import resources
 
 from aiohttp import web
 
-from aami.server.appkeys import DATABASE
+from aami.server.appkeys import AUTHENTICATOR, DATABASE
+from aami.server.logsafe import token_prefix
 from aami.server.services import ui_sessions
 from aami.server.web import sessions
 from aami.server.web.pages import page
 from aami.server.web.render import USER_KEY, render
+
+log = logging.getLogger(__name__)
 
 _STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(css|js|svg|png)$")
 
@@ -65,11 +69,23 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                                                  else None):
         return await login_form(request, "The login form expired; please try again.", 403)
     token = form.get("token")
+    secret = token if isinstance(token, str) else ""
+    # Failed logins are slowed per address like bad bearer tokens (server/auth.py).
+    failures = request.app[AUTHENTICATOR].failures
+    wait = failures.retry_after(request.remote, "login")
+    if wait is not None:
+        response = await login_form(
+            request, f"Too many failed logins from your address; try again in {wait}s.", 429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     try:
-        session_id, _user = await request.app[DATABASE].run(
-            ui_sessions.login, token if isinstance(token, str) else "")
+        session_id, _user = await request.app[DATABASE].run(ui_sessions.login, secret)
     except ui_sessions.LoginFailed as exc:
+        delay = failures.failed(request.remote, "login")
+        log.warning("failed web UI login with %s from %s: %s%s", token_prefix(secret.strip()),
+                    request.remote, exc, f"; this address waits {delay:g}s" if delay else "")
         return await login_form(request, str(exc), 401)
+    failures.succeeded(request.remote)
     nxt = form.get("next")
     response = web.HTTPSeeOther(_safe_next(nxt if isinstance(nxt, str) else None))
     response.set_cookie(sessions.COOKIE, session_id,
