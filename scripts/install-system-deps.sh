@@ -4,10 +4,12 @@
 # and tests/binaries: Debian's Python 3.11 with venv (staticx refuses pyenv's), patchelf
 # (staticx) and a static busybox (the script interpreter in the empty-root test); for
 # tests/system: systemd-container (systemd-nspawn), debootstrap (the Debian 12 root the
-# containers boot, cached in /var/cache/aami-systemd-root), openssl and curl. Idempotent.
+# containers boot, cached in /var/cache/aami-systemd-root), openssl and curl; prometheus
+# for its promtool (`promtool check metrics` judges our /metrics; the daemon the package
+# starts is not wanted and is stopped). Idempotent.
 set -euo pipefail
 want=(chromium systemd nix-bin python3.11-venv patchelf busybox-static
-      systemd-container debootstrap openssl curl)
+      systemd-container debootstrap openssl curl prometheus)
 missing=()
 for pkg in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -16,4 +18,7 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [[ " ${missing[*]-} " == *" prometheus "* ]]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi

@@ -14,6 +14,7 @@ from aami.server.services import fleet_health
 
 log = logging.getLogger(__name__)
 FLEET_METRICS_SECONDS = 15.0
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 async def health(call: Call) -> web.Response:
@@ -27,8 +28,9 @@ async def ready(call: Call) -> web.Response:
 
 async def metrics(call: Call) -> web.Response:
     body = call.app[HTTP_METRICS].render() + await _fleet_metrics(call.app)
-    return web.Response(body=body, content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Format": "prometheus-0.0.4"})
+    # The exposition format's own media type, parameters included: Prometheus and
+    # promtool pick the parser by it (docs/api.md, "System").
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 async def _fleet_metrics(app: web.Application) -> bytes:
