@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from aami.bundle import cli as bundle_cli
-from aami.cli import group_cmd, keys_cmd, logsafe, policy_cmd, script_cmd
+from aami.cli import change_cmd, group_cmd, keys_cmd, logsafe, policy_cmd, script_cmd
 from aami.cli.api_client import ApiClient
 from aami.cli.errors import CliError, UsageError
 
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.set_defaults(remote=policy_cmd.apply)
 
     group_cmd.register(sub, _server_flags, _Parser)
+    change_cmd.register(sub, _server_flags, _Parser)
 
     # `aami bundle build|verify` belong to the bundle package, which owns its flags.
     bundle_cli.register(sub)

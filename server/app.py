@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from aami.server import __version__
-from aami.server.api import admin, agent, audit, downloads, operations, system
+from aami.server.api import admin, agent, audit, downloads, operations, rollouts, system
 from aami.server.appkeys import AUTHENTICATOR, CONFIG, DATABASE, HTTP_METRICS, OPENAPI
 from aami.server.auth import Authenticator
 from aami.server.auth_failures import AuthFailures
@@ -35,7 +35,7 @@ def all_routes() -> list[Route]:
     from aami.server import web as web_ui
 
     return [*system.ROUTES, *admin.ROUTES, *operations.ROUTES, *agent.ROUTES, *downloads.ROUTES,
-            *audit.ROUTES, *web_ui.ROUTES]
+            *audit.ROUTES, *rollouts.ROUTES, *web_ui.ROUTES]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -68,7 +68,7 @@ def create_app(config: ServerConfig) -> web.Application:
     web_ui.SETUP(app)
     app.cleanup_ctx.append(loop_lag_ctx)
     app.cleanup_ctx.append(database_ctx)
-    for package in (admin, operations, agent, web_ui):
+    for package in (admin, operations, agent, rollouts, web_ui):
         app.cleanup_ctx.extend(getattr(package, "CLEANUP_CONTEXTS", []))
     if config.legacy_checks:
         log.warning(

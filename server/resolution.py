@@ -54,6 +54,8 @@ class PolicyRule:
     run_as: str | None = None
     priority: int = 0
     enabled: bool = True
+    # The policy's staged-rollout settings, or None (services/rollouts.py).
+    rollout: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

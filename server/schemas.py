@@ -112,5 +112,16 @@ POLICY_FIELDS: dict[str, Any] = {
     "priority": {"type": "integer", "minimum": -1_000_000, "maximum": 1_000_000},
     "enabled": {"type": "boolean"},
 }
+ROLLOUT_IN = obj(["steps"], {
+    "steps": {"type": "array", "minItems": 1, "maxItems": 20,
+              "items": {"type": "integer", "minimum": 1, "maximum": 100},
+              "description": "percentages of the policy's targets, ascending, ending at 100"},
+    "wait": DURATION,
+    "wait_seconds": SECONDS,
+    "min_runs": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "max_failure_ratio": {"type": "number", "minimum": 0, "maximum": 1},
+    "on_failure": {"enum": ["halt", "rollback"]},
+})
+POLICY_FIELDS["rollout"] = nullable(ROLLOUT_IN)
 POLICY_CREATE_BODY = obj(["name", "script", "scope", "schedule"], POLICY_FIELDS)
 POLICY_PATCH_BODY = {**obj([], POLICY_FIELDS), "minProperties": 1}

@@ -4,8 +4,9 @@ Building is split so that the expensive part is shared:
 
 * `load_snapshot()` (database): every policy, group and script version's metadata
   (never script content), read once per configuration revision per process.
-* `load_target_state(target_id)` (database): the target's group ids and its pending
-  force-run tokens; two small indexed queries, run only on a cache miss.
+* `load_target_state(target_id)` (database): the target's group ids, its open
+  force-run tokens and the rollout cohorts it is in; small indexed queries, run only
+  on a cache miss.
 * `build_view(...)` (pure): resolution (`server.resolution.resolve`), "latest"
   version lookup, parameter defaults from the signed schema, the wire body and its
   strong ETag. The ETag is a hash of the body, not of the revision, so every
@@ -14,6 +15,11 @@ Building is split so that the expensive part is shared:
 
 A policy whose script (or pinned version) is not stored yields no assignment: the
 agent could not run it anyway, and the admin API reports the dangling reference.
+
+A policy with a `rollout` block does not switch to a new version by itself: its
+version comes from its latest rollout (`choose_version`, docs/rollouts.md). Every
+rollout decision that changes who gets what bumps the configuration revision, so
+views are rebuilt everywhere within a watcher period.
 """
 
 from __future__ import annotations
@@ -25,7 +31,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aami.server.models import ForceRun, ForceRunTarget, Group, Policy, Script, TargetGroup
+import peewee
+
+from aami.server.db import tuples
+from aami.server.models import (
+    ForceRun,
+    ForceRunTarget,
+    Group,
+    Policy,
+    Rollout,
+    RolloutTarget,
+    Script,
+    TargetGroup,
+)
 from aami.server.resolution import PolicyRule, Scope, TargetContext, resolve
 from aami.server.services import revision
 from aami.server.services.agent_config import GroupInfo, Intervals, effective_intervals, group_names
@@ -45,6 +63,20 @@ class ScriptInfo:
 
 
 @dataclass(frozen=True)
+class RolloutInfo:
+    """A policy's latest rollout, as assignments need it."""
+
+    id: int
+    from_version: str | None
+    to_version: str
+    state: str
+
+
+# Rollout states in which the cohort has the new version and everyone else the old.
+STAGED = ("running", "paused", "halted")
+
+
+@dataclass(frozen=True)
 class Snapshot:
     revision: int
     groups: Mapping[int, GroupInfo]
@@ -52,6 +84,8 @@ class Snapshot:
     rules_by_id: Mapping[int, PolicyRule]
     # script name -> versions, highest first
     scripts: Mapping[str, tuple[ScriptInfo, ...]]
+    # policy id -> its latest rollout (policies with a rollout block only)
+    rollouts: Mapping[int, RolloutInfo] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -66,6 +100,15 @@ class ForceToken:
 class TargetState:
     group_ids: tuple[int, ...]
     forces: tuple[ForceToken, ...] = ()
+    cohorts: frozenset[int] = frozenset()  # ids of staged rollouts this target is in
+
+
+@dataclass(frozen=True)
+class VersionChoice:
+    script: ScriptInfo | None
+    rollout_id: int | None = None
+    in_cohort: bool | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +136,7 @@ def rule_from_row(row: Policy) -> PolicyRule:
         params=row.params or {}, schedule_mode=row.schedule_mode,
         interval_seconds=row.interval_seconds, timeout_seconds=row.timeout_seconds,
         run_as=row.run_as, priority=row.priority, enabled=row.enabled,
+        rollout=row.rollout or None,
     )
 
 
@@ -120,7 +164,20 @@ def load_snapshot() -> Snapshot:
                 s.timeout_seconds))
     ordered = {name: tuple(sorted(v, key=lambda i: i.order, reverse=True))
                for name, v in scripts.items()}
-    return Snapshot(rev, groups, rules, {r.id: r for r in rules}, ordered)
+    return Snapshot(rev, groups, rules, {r.id: r for r in rules}, ordered,
+                    _latest_rollouts([r.id for r in rules if r.rollout]))
+
+
+def _latest_rollouts(policy_ids: list[int]) -> dict[int, RolloutInfo]:
+    if not policy_ids:
+        return {}
+    latest = (Rollout.select(Rollout.policy, peewee.fn.MAX(Rollout.id))
+              .where(Rollout.policy.in_(policy_ids)).group_by(Rollout.policy))
+    ids = [row[1] for row in tuples(latest)]
+    rows = Rollout.select(Rollout.id, Rollout.policy, Rollout.from_version,
+                          Rollout.to_version, Rollout.state).where(Rollout.id.in_(ids or [0]))
+    return {r.policy_id: RolloutInfo(r.id, r.from_version, r.to_version, r.state)
+            for r in rows}
 
 
 def load_target_state(target_id: int) -> TargetState:
@@ -137,7 +194,10 @@ def load_target_state(target_id: int) -> TargetState:
                ForceRunTarget.status.in_(("pending", "delivered")),
                ForceRun.expires_at.is_null() | (ForceRun.expires_at > utcnow()))
     )
-    return TargetState(group_ids, forces)
+    cohorts = frozenset(
+        row.rollout_id for row in RolloutTarget.select(RolloutTarget.rollout)
+        .join(Rollout).where(RolloutTarget.target == target_id, Rollout.state.in_(STAGED)))
+    return TargetState(group_ids, forces, cohorts)
 
 
 def pick_version(snapshot: Snapshot, name: str, version: str) -> ScriptInfo | None:
@@ -145,6 +205,26 @@ def pick_version(snapshot: Snapshot, name: str, version: str) -> ScriptInfo | No
     if version == "latest":
         return versions[0] if versions else None
     return next((v for v in versions if v.version == version), None)
+
+
+def choose_version(snapshot: Snapshot, rule: PolicyRule, target_id: int,
+                   state: TargetState) -> VersionChoice:
+    """The version this target gets for `rule`, rollouts considered."""
+    rollout = snapshot.rollouts.get(rule.id) if rule.rollout else None
+    if rollout is None:
+        return VersionChoice(pick_version(snapshot, rule.script_name, rule.version))
+    if rollout.state in STAGED:
+        inside = rollout.id in state.cohorts
+        version = rollout.to_version if inside else rollout.from_version
+        note = (f"rollout {rollout.id} {rollout.state}: "
+                + ("in the cohort, new version" if inside else "not in the cohort, old version"))
+    elif rollout.state == "completed":
+        version, inside, note = rollout.to_version, None, f"rollout {rollout.id} completed"
+    else:  # rolled_back, aborted: everyone stays on (or returns to) the old version
+        version, inside = rollout.from_version or rollout.to_version, None
+        note = f"rollout {rollout.id} {rollout.state}: old version"
+    script = pick_version(snapshot, rule.script_name, version or "latest")
+    return VersionChoice(script, rollout.id, inside, note)
 
 
 def target_context(snapshot: Snapshot, target_id: int, group_ids: tuple[int, ...]
@@ -191,7 +271,7 @@ def build_view(snapshot: Snapshot, target_id: int, hostname: str, state: TargetS
     items = []
     for assignment in winners:
         rule = assignment.policy
-        script = pick_version(snapshot, rule.script_name, rule.version)
+        script = choose_version(snapshot, rule, target_id, state).script
         if script is None:
             continue
         # Same merge as resolve(..., script_defaults): defaults first, policies over them.

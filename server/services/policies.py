@@ -20,7 +20,7 @@ from typing import Any
 from aami.server.db import write_transaction
 from aami.server.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from aami.server.models import Group, Policy, Target
-from aami.server.services import revision, scripts
+from aami.server.services import revision, rollouts, scripts
 from aami.server.timefmt import iso, utcnow
 from aami.trust.errors import ParamsInvalid
 from aami.trust.schema import schema_defaults, validate_params
@@ -45,6 +45,7 @@ class PolicySpec:
     run_as: str | None
     priority: int
     enabled: bool
+    rollout: dict[str, Any] | None = None  # canonical (services/rollouts.py)
 
 
 def _fail(field: str, message: str) -> ValidationFailed:
@@ -102,6 +103,7 @@ def normalise(body: dict[str, Any]) -> PolicySpec:
         timeout_seconds=_one_of(body, "timeout_seconds", "timeout", "body"),
         run_as=body.get("run_as"), priority=body.get("priority", 0),
         enabled=body.get("enabled", True),
+        rollout=rollouts.normalise_config(body.get("rollout")),
     )
 
 
@@ -120,6 +122,7 @@ def to_wire(row: Policy) -> dict[str, Any]:
         "run_as": row.run_as,
         "priority": row.priority,
         "enabled": row.enabled,
+        "rollout": row.rollout,
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }

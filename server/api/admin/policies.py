@@ -38,6 +38,7 @@ POLICY = {
                      "properties": {"mode": {"enum": MODES},
                                     "interval_seconds": {"type": ["integer", "null"]}}},
         "timeout_seconds": {"type": ["integer", "null"]},
+        "rollout": {"type": ["object", "null"]},
         "run_as": {"type": ["string", "null"]},
         "priority": {"type": "integer"},
         "enabled": {"type": "boolean"},
