@@ -5,6 +5,10 @@ Format (https://github.com/secure-systems-lab/dsse, protocol.md and envelope.md)
     {"payloadType": "<type>", "payload": "<base64>",
      "signatures": [{"keyid": "<key id>", "sig": "<base64>"}]}
 
+`keyid` is optional in DSSE (an unauthenticated hint): absent or "" both parse to
+`Signature.keyid == ""`, which the verifier tries against its trusted keys
+(trust/verify.py, step 4). We always write one.
+
 The signature covers PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body,
 with LEN the ASCII decimal byte length. Signing the type as well as the body stops a
 type-confusion attack (bytes signed as one kind of document accepted as another), and
@@ -29,13 +33,13 @@ __all__ = ["Envelope", "Signature", "add_signature", "b64decode_strict", "pae", 
 
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
 _ENVELOPE_FIELDS = frozenset({"payloadType", "payload", "signatures"})
-_SIGNATURE_FIELDS = frozenset({"keyid", "sig"})
+_SIGNATURE_FIELDS = frozenset({"keyid", "sig"})  # sig required, keyid optional
 MAX_KEYID_LENGTH = 256
 
 
 @dataclass(frozen=True)
 class Signature:
-    keyid: str
+    keyid: str  # "" when the signer gave none
     sig: bytes
 
 
@@ -50,7 +54,8 @@ class Envelope:
             "payloadType": self.payload_type,
             "payload": base64.b64encode(self.payload).decode("ascii"),
             "signatures": [
-                {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode("ascii")}
+                {**({"keyid": s.keyid} if s.keyid else {}),
+                 "sig": base64.b64encode(s.sig).decode("ascii")}
                 for s in self.signatures
             ],
         }
@@ -83,11 +88,13 @@ class Envelope:
 def _parse_signature(item: object, path: str) -> Signature:
     if not isinstance(item, dict):
         raise MalformedEnvelope(f"{path}: must be an object")
-    if set(item) != _SIGNATURE_FIELDS:
-        raise MalformedEnvelope(f"{path}: must have exactly the fields keyid and sig")
-    keyid = item["keyid"]
-    if not isinstance(keyid, str) or not keyid or len(keyid) > MAX_KEYID_LENGTH:
-        raise MalformedEnvelope(f"{path}.keyid: must be a non-empty string")
+    if "sig" not in item or not set(item) <= _SIGNATURE_FIELDS:
+        raise MalformedEnvelope(f"{path}: must have the field sig and optionally keyid, "
+                                "nothing else")
+    keyid = item.get("keyid", "")
+    if not isinstance(keyid, str) or len(keyid) > MAX_KEYID_LENGTH:
+        raise MalformedEnvelope(f"{path}.keyid: must be a string of at most "
+                                f"{MAX_KEYID_LENGTH} characters")
     return Signature(keyid=keyid, sig=b64decode_strict(item["sig"], f"{path}.sig"))
 
 

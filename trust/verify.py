@@ -25,6 +25,12 @@ trusted publisher signed run, in the way the publisher allowed. Order of checks:
         tampering or corruption, and we never "vote" around it;
       - a signature whose keyid is not in the trusted set is ignored (another
         organisation may countersign), and duplicate keyids are malformed;
+      - a signature without keyid (optional in DSSE) is tried against the trusted
+        keys, revoked ones included, in key id order, at most
+        `VerifyLimits.max_keyless_tries` verifications per envelope (resource
+        exhaustion: a key set of any size costs a bounded amount); one that verifies
+        counts as that key's (RevokedKey if the key is revoked), one that does not is
+        ignored like an unknown signer's;
       - at least one signature must verify with a trusted, unrevoked key, else
         UnknownKey (or Unsigned when there is no signature at all).
     The keyid only selects which key to try (DSSE: never a security decision on its
@@ -98,6 +104,8 @@ class VerifyLimits:
     max_content_bytes: int = 1024 * 1024
     max_payload_bytes: int = 64 * 1024
     max_signatures: int = 8
+    # Verifications spent on signatures without keyid, per envelope (step 4).
+    max_keyless_tries: int = 16
     # Allowance for node clocks that run behind or ahead of the publisher's: a
     # statement stays valid until expires_at + clock_skew_seconds.
     clock_skew_seconds: int = 300
@@ -134,7 +142,7 @@ def verify_script(
         raise RuntimeError("verify_script: `now` must be timezone-aware")
     env = envelope if isinstance(envelope, Envelope) else Envelope.from_json(envelope)
     _check_wrapper(env, content, limits)
-    signer = _check_signatures(env, trusted_keys)
+    signer = _check_signatures(env, trusted_keys, limits)
     # Authenticated from here on: parse the payload.
     statement = ScriptStatement.from_payload(env.payload)
     if expected_name is not None and statement.name != expected_name:
@@ -184,11 +192,12 @@ def _check_wrapper(env: Envelope, content: bytes, limits: VerifyLimits) -> None:
         )
 
 
-def _check_signatures(env: Envelope, trusted_keys: Mapping[str, TrustedKey]) -> str:
+def _check_signatures(env: Envelope, trusted_keys: Mapping[str, TrustedKey],
+                      limits: VerifyLimits) -> str:
     """Apply the signature rule (module docstring, step 4); return the signer's key id."""
     if not env.signatures:
         raise Unsigned("envelope carries no signature")
-    keyids = [s.keyid for s in env.signatures]
+    keyids = [s.keyid for s in env.signatures if s.keyid]
     if len(set(keyids)) != len(keyids):
         raise MalformedEnvelope("envelope names the same keyid in two signatures")
     known = [(s, trusted_keys[s.keyid]) for s in env.signatures if s.keyid in trusted_keys]
@@ -201,19 +210,49 @@ def _check_signatures(env: Envelope, trusted_keys: Mapping[str, TrustedKey]) -> 
         if not _signature_valid(signature, key, message):
             # Forgery or tampering: a trusted key's signature that fails is never outvoted.
             raise BadSignature(f"signature by {_label(key)} does not verify")
-    if not known:
+    signers = [key.key_id for _signature, key in known]
+    keyless = [s for s in env.signatures if not s.keyid]
+    signers += _keyless_signers(keyless, trusted_keys, message, limits)
+    if not signers:
         # Forgery with an unknown key, or a node missing the publisher's key.
         ids = ", ".join(k[:16] for k in keyids)
-        raise UnknownKey(f"no signature by a trusted key (signed by {ids})")
-    return known[0][1].key_id
+        tried = (f"; {len(keyless)} signature(s) without keyid matched none of the "
+                 f"trusted keys tried (at most {limits.max_keyless_tries})" if keyless else "")
+        raise UnknownKey(f"no signature by a trusted key (signed by {ids or 'no keyid'}{tried})")
+    return signers[0]
+
+
+def _keyless_signers(signatures: list[Signature], trusted_keys: Mapping[str, TrustedKey],
+                     message: bytes, limits: VerifyLimits) -> list[str]:
+    """Key ids of the trusted keys that made these keyid-less signatures, trying keys
+    in key id order within the envelope's budget of verifications."""
+    budget = limits.max_keyless_tries
+    candidates = [trusted_keys[k] for k in sorted(trusted_keys)]
+    signers: list[str] = []
+    for signature in signatures:
+        for key in candidates:
+            if budget <= 0:
+                return signers
+            budget -= 1
+            if _verifies(signature.sig, key, message):
+                if key.revoked:
+                    # Key compromise, as for a named signature: an alarm.
+                    raise RevokedKey(f"signed (without keyid) by revoked key {_label(key)}")
+                signers.append(key.key_id)
+                break
+    return signers
 
 
 def _signature_valid(signature: Signature, key: TrustedKey, message: bytes) -> bool:
     if key_id(key.public_pem) != signature.keyid:
         # Our own bug: the trusted-key map must be keyed by each key's real id.
         raise RuntimeError(f"trusted_keys entry {signature.keyid!r} holds a different key")
+    return _verifies(signature.sig, key, message)
+
+
+def _verifies(sig: bytes, key: TrustedKey, message: bytes) -> bool:
     try:
-        load_public_key(key.public_pem).verify(signature.sig, message)
+        load_public_key(key.public_pem).verify(sig, message)
     except InvalidSignature:
         return False
     return True

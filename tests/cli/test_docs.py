@@ -52,8 +52,9 @@ def test_doc_has_the_expected_blocks() -> None:
         "disk-usage.sh",
         "disk-usage.schema.yaml",
         "policies.yaml",
+        "verify_dsse.py",
     }
-    assert len(blocks("run", "offline")) == 3
+    assert len(blocks("run", "offline")) == 4
     assert len(blocks("run", "server")) == 3
 
 

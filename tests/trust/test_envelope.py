@@ -50,15 +50,18 @@ def test_pae_encoding(payload_type: str, body: bytes, expected: bytes) -> None:
     assert trust.pae(payload_type, body) == expected
 
 
-def test_spec_envelope_without_keyid_is_refused() -> None:
-    # keyid is optional in DSSE, required here: it is how a node finds the key.
+def test_spec_envelope_without_keyid_parses_and_round_trips() -> None:
+    # keyid is optional in DSSE: absent (or "") means "try the trusted keys".
     spec = {
         "payload": "aGVsbG8gd29ybGQ=",
         "payloadType": SPEC_TYPE,
         "signatures": [{"sig": SPEC_SIG}],
     }
-    with pytest.raises(trust.MalformedEnvelope, match="keyid"):
-        trust.Envelope.from_json(spec)
+    envelope = trust.Envelope.from_json(spec)
+    assert envelope.signatures[0].keyid == ""
+    assert envelope.to_json() == spec
+    assert trust.Envelope.from_json({**spec, "signatures": [{"keyid": "", "sig": SPEC_SIG}]}
+                                    ) == envelope
 
 
 def test_envelope_round_trips_through_json(signed) -> None:
