@@ -8,6 +8,7 @@ policy dicts or raises `PolicyFileError` naming the path (`policies[2].schedule.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,13 +20,17 @@ SCOPES = ("global", "group", "target")
 MODES = ("interval", "once")
 CANONICAL_FIELDS = (
     "name", "script", "version", "scope", "group", "target", "params",
-    "schedule", "timeout_seconds", "run_as", "priority", "enabled",
+    "schedule", "timeout_seconds", "run_as", "priority", "enabled", "rollout",
 )  # fmt: skip
 _ITEM_KEYS = {
     "name", "script", "version", "scope", "group", "target", "params",
-    "schedule", "timeout", "run_as", "priority", "enabled",
+    "schedule", "timeout", "run_as", "priority", "enabled", "rollout",
 }  # fmt: skip
 DEFAULT_PRIORITY = 0  # the server's default too, so YAML and REST agree
+# The server's defaults for a rollout block (server/services/rollouts.py, docs/rollouts.md).
+ROLLOUT_DEFAULTS: dict[str, Any] = {"wait_seconds": 600, "min_runs": 1,
+                                    "max_failure_ratio": 0.1, "on_failure": "halt"}
+_ROLLOUT_KEYS = {"steps", "wait", "min_runs", "max_failure_ratio", "on_failure"}
 
 
 class PolicyFileError(ValueError):
@@ -79,6 +84,7 @@ def parse_policy(item: object, path: str) -> dict[str, Any]:
         "run_as": _text(item, "run_as", path),
         "priority": _integer(item.get("priority", DEFAULT_PRIORITY), f"{path}.priority"),
         "enabled": _boolean(item.get("enabled", True), f"{path}.enabled"),
+        "rollout": _rollout(item.get("rollout"), f"{path}.rollout"),
     }
     _check_scope(policy, path)
     return policy
@@ -173,6 +179,36 @@ def _seconds(value: object, path: str) -> int | None:
     if seconds < 1 or seconds != int(seconds):
         raise PolicyFileError(f"{path}: {value!r} must be a whole number of seconds, at least 1s")
     return int(seconds)
+
+
+def _rollout(value: object, path: str) -> dict[str, Any] | None:
+    """A rollout block in its canonical form (the server checks it again)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise PolicyFileError(f"{path}: must be a mapping")
+    unknown = sorted(set(map(str, value)) - _ROLLOUT_KEYS)
+    if unknown:
+        raise PolicyFileError(f"{path}.{unknown[0]}: unknown key")
+    steps = value.get("steps")
+    if (not isinstance(steps, list) or not steps
+            or any(not isinstance(s, int) or isinstance(s, bool) or not 1 <= s <= 100
+                   for s in steps)
+            or any(b <= a for a, b in itertools.pairwise(steps)) or steps[-1] != 100):
+        raise PolicyFileError(f"{path}.steps: a list of ascending percentages ending at 100")
+    ratio = value.get("max_failure_ratio", ROLLOUT_DEFAULTS["max_failure_ratio"])
+    if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
+        raise PolicyFileError(f"{path}.max_failure_ratio: a number from 0 to 1")
+    on_failure = value.get("on_failure", ROLLOUT_DEFAULTS["on_failure"])
+    if on_failure not in ("halt", "rollback"):
+        raise PolicyFileError(f"{path}.on_failure: must be halt or rollback")
+    wait = value.get("wait")
+    return {"steps": list(steps),
+            "wait_seconds": ROLLOUT_DEFAULTS["wait_seconds"] if wait is None
+            else _seconds(wait, f"{path}.wait"),
+            "min_runs": _integer(value.get("min_runs", ROLLOUT_DEFAULTS["min_runs"]),
+                                 f"{path}.min_runs"),
+            "max_failure_ratio": float(ratio), "on_failure": on_failure}
 
 
 def _integer(value: object, path: str) -> int:

@@ -44,6 +44,7 @@ def test_design_example_becomes_canonical_json() -> None:
         "run_as": "aami-runner",
         "priority": 100,
         "enabled": True,
+        "rollout": None,
     }
     assert second["schedule"] == {"mode": "once", "interval_seconds": None}
     assert second["timeout_seconds"] is None and second["params"] == {}
@@ -101,3 +102,25 @@ def test_plan_creates_updates_and_leaves_alone() -> None:
     assert changes[1].existing_id == 8
     assert changes[1].fields == ("params", "enabled")  # True is not 1 in JSON
     assert [c.action for c in plan([first], {})] == ["create"]
+
+
+def test_rollout_block_becomes_canonical() -> None:
+    (policy,) = parse_policy_file({"policies": [{
+        "name": "p", "script": "s", "schedule": {"mode": "once"},
+        "rollout": {"steps": [10, 50, 100], "wait": "10m", "on_failure": "rollback"}}]})
+    assert policy["rollout"] == {"steps": [10, 50, 100], "wait_seconds": 600, "min_runs": 1,
+                                 "max_failure_ratio": 0.1, "on_failure": "rollback"}
+
+
+@pytest.mark.parametrize(("rollout", "message"), [
+    ({"steps": [50, 10, 100]}, "policies[1].rollout.steps: a list of ascending"),
+    ({"steps": [10, 50]}, "policies[1].rollout.steps"),
+    ({"steps": [100], "wait": "soon"}, "policies[1].rollout.wait"),
+    ({"steps": [100], "max_failure_ratio": 2}, "policies[1].rollout.max_failure_ratio"),
+    ({"steps": [100], "on_failure": "panic"}, "policies[1].rollout.on_failure"),
+    ({"steps": [100], "speed": 1}, "policies[1].rollout.speed: unknown key"),
+    ("fast", "policies[1].rollout: must be a mapping"),
+])
+def test_bad_rollout_blocks_name_their_path(rollout: object, message: str) -> None:
+    with pytest.raises(PolicyFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_policy_file(_item(rollout=rollout))
