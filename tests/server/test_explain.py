@@ -13,6 +13,7 @@ from tests.server.test_agent_fixtures import (
     publish_script,
     register,
 )
+from tests.web.helpers import UiClient
 
 
 def _by_name(item: dict[str, Any]) -> dict[str, str]:
@@ -78,6 +79,10 @@ def test_explain_competing_policies(live_server: ServerProcess) -> None:
                   "--token", live_server.token("viewer")).stdout
     assert "disk-usage: policy 'disk-node'" in out and "version: 1.0.0 -> 1.0.0" in out
     assert "gpu-low [group low, priority 100]: lost" in out
+    ui = UiClient(live_server.url)
+    ui.login(live_server.token("viewer"))
+    page = ui.get(f"/ui/targets/{target_id}").text
+    assert 'id="explain"' in page and "more specific scope (target &gt; group)" in page
     missing = run_cli("aami", "explain", "no-such-node", "--server", live_server.url,
                       "--token", live_server.token("viewer"), check=False)
     assert missing.returncode == 1 and "no-such-node" in missing.stderr

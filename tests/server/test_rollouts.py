@@ -26,6 +26,7 @@ from tests.server.rollout_helpers import (
     wait_rollout,
 )
 from tests.server.test_agent_fixtures import publish_script
+from tests.web.helpers import UiClient
 
 OLD, NEW = "1.0.0", "1.1.0"
 
@@ -110,6 +111,14 @@ def test_bad_version_halts_at_the_first_step(backend: str, tmp_path: Path) -> No
             assert _on_new(run_round(agents, policy, lambda v: v == OLD)) == cohort
             time.sleep(0.5)
         assert current(server, policy)["state"] == "halted"
+        # The web UI: a progress bar per rollout, the failing targets listed.
+        ui = UiClient(server.url)
+        ui.login(server.token("operator"))
+        assert "<progress" in ui.get("/ui/rollouts").text
+        page = ui.get(f"/ui/rollouts/{halted['id']}")
+        assert all(host in page.text for host in cohort) and 'id="rollout-abort"' in page.text
+        aborted = ui.post(f"/ui/rollouts/{halted['id']}/abort", {"csrf_token": page.csrf()})
+        assert aborted.status == 303 and current(server, policy)["state"] == "aborted"
 
 
 def test_rollback_returns_the_cohort(pg_pair: ServerProcess) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from aami.server.appkeys import DATABASE
-from aami.server.services import execution_history, groups, targets, ui_queries
+from aami.server.services import execution_history, explain, groups, targets, ui_queries
 from aami.server.timefmt import parse_iso, utcnow
 from aami.server.web.charts import bar_chart
 from aami.server.web.pages import int_param, page
@@ -87,6 +87,7 @@ def _target_data(target_id: int, filters: HistoryFilters) -> dict[str, Any]:
         "buckets": ui_queries.outcome_buckets(window, target_id=target_id),
         "policies": ui_queries.policies_for_target(target_id),
         "script_names": ui_queries.script_names(),
+        "explain": explain.explain(target_id),  # "why does this node run what it runs"
     }
 
 
