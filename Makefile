@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo run test test-fast lint bench bench-agent bench-server binaries bundle system-test clean catalog
+.PHONY: help install demo run test test-fast lint bench bench-agent bench-server binaries bundle system-test clean catalog soak
 
 help:
 	@echo "make install   create $(VENV) and install aami with its dev tools"
@@ -12,6 +12,7 @@ help:
 	@echo "make test      install, then run the whole test suite (SQLite + PostgreSQL)"
 	@echo "make lint      ruff + mypy"
 	@echo "make bench     all benchmarks (bench-server, bench-agent)"
+	@echo "make soak      the fleet soak with faults [AGENTS=50 MINUTES=15]"
 	@echo "make binaries  single-file binaries in dist/ (PyInstaller) and the static agent (staticx)"
 	@echo "make bundle    binaries plus the signed offline bundle in dist/ (AAMI_RELEASE_KEY=release.key)"
 	@echo "make system-test  the real-systemd tier alone (tests/system: nspawn containers, as root)"
@@ -47,6 +48,13 @@ SERVER_BENCH_ARGS ?= --agents 5000 --duration 300s --ramp 60s --server-processes
 
 bench-server: $(STAMP)
 	$(BIN)/python -m tests.bench.server_load $(or $(BENCH_ARGS),$(SERVER_BENCH_ARGS))
+
+# The fleet soak: real agent daemons against a real server (2 processes, TLS, PostgreSQL)
+# with faults; prints a table, writes soak-report.json, exits 1 when a target is missed.
+AGENTS  ?= 50
+MINUTES ?= 15
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --agents $(AGENTS) --minutes $(MINUTES)
 
 bench-agent: $(STAMP)
 	$(BIN)/python -m tests.bench.agent_footprint $(BENCH_ARGS)

@@ -1,0 +1,1 @@
+"""The fleet soak: real agent daemons against a real server, over time, with faults."""
