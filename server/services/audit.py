@@ -99,10 +99,11 @@ def _head() -> str:
     return row.hash if row is not None else GENESIS
 
 
-def _append(actor: Actor, action: str, object_type: str, object_id: str | None,
-            summary: Mapping[str, Any], request_id: str | None, source: str | None
-            ) -> AuditEntry:
-    """Inside a write transaction: chain one entry to the current head."""
+def append(actor: Actor, action: str, object_type: str, object_id: str | None,
+           summary: Mapping[str, Any], request_id: str | None = None,
+           source: str | None = None) -> AuditEntry:
+    """Inside the caller's write transaction: chain one entry to the current head
+    (so the entry commits, or not, with the change it records)."""
     _lock()
     row = AuditEntry(at=utcnow(), actor_kind=actor.kind, actor_name=actor.name[:128],
                      actor_role=actor.role, action=action[:64], object_type=object_type[:32],
@@ -120,7 +121,7 @@ def record(actor: Actor, action: str, object_type: str, object_id: Any = None,
            source: str | None = None) -> dict[str, Any]:
     """Append one entry in its own transaction; returns it as the API shows it."""
     with write_transaction():
-        row = _append(actor, action, object_type,
+        row = append(actor, action, object_type,
                       None if object_id is None else str(object_id), summary or {},
                       request_id, source)
     return to_wire(row)
@@ -239,7 +240,7 @@ def prune(before: datetime, actor: Actor) -> dict[str, Any]:
                 .order_by(AuditEntry.id).first())
         assert kept is not None  # the newest entry is never dropped
         dropped = AuditEntry.delete().where(AuditEntry.id <= last.id).execute()
-        entry = _append(actor, CHECKPOINT, "audit", None,
+        entry = append(actor, CHECKPOINT, "audit", None,
                         {"dropped": int(dropped), "before": iso(before),
                          "first_kept_id": kept.id, "dropped_head_hash": kept.prev_hash},
                         None, None)

@@ -52,7 +52,7 @@ from aami.server.models import (
     TargetGroup,
     database_proxy,
 )
-from aami.server.services import revision
+from aami.server.services import audit, revision
 from aami.server.timefmt import utcnow
 
 log = logging.getLogger(__name__)
@@ -243,6 +243,12 @@ def tick() -> list[Event]:
         events = [e for e in (_policy_tick(p) for p in policies) if e is not None]
         if any(e.what != "baseline" for e in events):
             revision.bump()  # who gets which version changed: every process rebuilds
+        for event in events:  # the server's own decisions are audited like anyone's
+            row = Rollout.get_by_id(event.rollout_id)
+            audit.append(audit.SERVER, f"rollout.{event.what}", "rollout", str(row.id),
+                         {"policy_id": row.policy_id, "from_version": row.from_version,
+                          "to_version": row.to_version, "step": row.step,
+                          "reason": row.reason})
     for event in events:
         log.info("rollout %s: %s", event.rollout_id, event.what)
     return events

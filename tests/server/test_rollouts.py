@@ -154,9 +154,12 @@ def test_pause_resume_and_operator_actions(pg_pair: ServerProcess) -> None:
     wait_until(finished, timeout=20, what="completion after resume")
     assert pg_pair.api("POST", f"{path}/abort", role="operator").status == 409
     assert pg_pair.api("GET", "/api/v1/rollouts/99999", role="viewer").status == 404
-    actions = [e["action"] for e in pg_pair.api("GET", "/api/v1/audit?object_type=rollout")
-               .json["data"]]
-    assert actions == ["rollout.resume", "rollout.pause"]
+    entries = pg_pair.api("GET", "/api/v1/audit?object_type=rollout").json["data"]
+    actions = [(e["action"], e["actor"]["kind"]) for e in reversed(entries)]
+    # The operator's actions and the server's own decisions, each recorded once.
+    assert actions == [("rollout.baseline", "server"), ("rollout.started", "server"),
+                       ("rollout.pause", "token"), ("rollout.resume", "token"),
+                       ("rollout.advanced", "server"), ("rollout.completed", "server")], actions
 
 
 def test_promote_and_abort_through_the_cli(pg_pair: ServerProcess) -> None:
