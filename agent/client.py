@@ -51,11 +51,15 @@ class MalformedResponse(AgentClientError):
 class ServerRefused(AgentClientError):
     """A 4xx answer with the documented error body."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *,
+                 documented: bool = True) -> None:
         super().__init__(f"HTTP {status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        # The answer carried the API's error body: the server itself refused. Without
+        # it (an HTML page from a proxy, say) nothing is known about the request.
+        self.documented = documented
 
 
 class InvalidToken(ServerRefused):
@@ -259,15 +263,16 @@ def _describe(exc: BaseException) -> str:
 
 
 def _refusal(resp: _Response) -> ServerRefused:
-    code, message = "HTTP_ERROR", f"HTTP {resp.status}"
+    code, message, documented = "HTTP_ERROR", f"HTTP {resp.status}", False
     try:
         body = json.loads(resp.body)
         if isinstance(body, dict):
+            documented = isinstance(body.get("code"), str) and isinstance(body.get("error"), str)
             code = str(body.get("code") or code)
             message = str(body.get("error") or message)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     if resp.status == 401 and code == "INVALID_TOKEN":
         return InvalidToken(resp.status, code, message)
     kind = {409: Conflict, 413: PayloadTooLarge, 404: NotFound}.get(resp.status, ServerRefused)
-    return kind(resp.status, code, message)
+    return kind(resp.status, code, message, documented=documented)

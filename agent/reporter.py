@@ -41,6 +41,13 @@ class ReportStats:
     dropped: int = 0
 
 
+def refuses_the_records(exc: ServerRefused) -> bool:
+    """Only the server's own documented 400/422 says a record is bad. A 429, a 403, or
+    an error page from a proxy says nothing about the records: setting them aside on
+    such an answer would let a broken middlebox empty every node's spool."""
+    return exc.status in (400, 422) and exc.documented
+
+
 class Reporter:
     def __init__(
         self,
@@ -85,6 +92,8 @@ class Reporter:
         except InvalidToken:
             raise
         except ServerRefused as exc:
+            if not refuses_the_records(exc):
+                raise  # a failed report: everything stays spooled for the next one
             # A 400/422 must not block the spool forever: find the bad record by
             # halving, set it aside for an operator, and let the rest through.
             if len(batch) > 1:
@@ -127,6 +136,8 @@ class Reporter:
         except InvalidToken:
             raise
         except ServerRefused as exc:
+            if not refuses_the_records(exc):
+                raise
             self._reject(spool, path, exc, stats)
             return
         stats.accepted += ack.accepted

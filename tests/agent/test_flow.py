@@ -7,6 +7,8 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 from aami.agent.daemon import Agent
 from aami.agent.records import ExecutionReport
 from aami.agent.reporter import Reporter
@@ -211,6 +213,40 @@ def test_record_the_server_rejects_is_set_aside_not_blocking(tmp_path: Path) -> 
     assert sorted(server.executions) == ["id-0", "id-1", "id-3"]
     assert stats.dropped == 1 and executions.count() == 0
     assert len(list((tmp_path / "x").glob("*.rejected"))) == 1
+
+
+@pytest.mark.parametrize(("status", "documented"), [(400, False), (422, False), (429, True),
+                                                    (403, True)])
+def test_a_refusal_that_is_not_the_servers_word_on_a_record_keeps_it_spooled(
+        tmp_path: Path, status: int, documented: bool) -> None:
+    """An HTML 400 from a proxy, or a 429/403, says nothing about the records: setting
+    them aside would let a broken middlebox empty the spool. The report fails instead
+    and everything is sent again next time."""
+    from aami.agent.client import ServerRefused
+
+    class Middlebox(InMemoryServer):
+        async def post_executions(self, records):  # type: ignore[no-untyped-def]
+            raise ServerRefused(status, "HTTP_ERROR", "no", documented=documented)
+
+    executions = ExecutionSpool(tmp_path / "x", max_records=10)
+    for i in range(3):
+        executions.put(report(f"id-{i}"))
+    server = Middlebox()
+    server.issued, server.token = ["t"], "t"
+    with pytest.raises(ServerRefused):
+        asyncio.run(Reporter(server, executions, EventSpool(tmp_path / "e", max_records=10),
+                             batch_size=10).flush())
+    assert executions.count() == 3 and not list((tmp_path / "x").glob("*.rejected"))
+
+
+def test_only_the_api_error_body_counts_as_the_servers_refusal() -> None:
+    from aami.agent.client import _refusal
+    from aami.agent.transport import Response
+
+    html = _refusal(Response(400, {}, b"<html><h1>400 Bad Request</h1></html>"))
+    api = _refusal(Response(422, {}, b'{"error": "body.executions[0].id: bad", '
+                                     b'"code": "VALIDATION_ERROR", "details": {}}'))
+    assert not html.documented and api.documented and api.code == "VALIDATION_ERROR"
 
 
 def test_concurrent_callers_register_once(tmp_path: Path, publisher: Publisher) -> None:
