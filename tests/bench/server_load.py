@@ -1,6 +1,6 @@
 """Server load benchmark: simulated agents against real `aami-server` processes on PostgreSQL.
 
-    python -m tests.bench.server_load --agents 5000 --duration 300s --server-processes 1
+    python -m tests.bench.server_load --agents 5000 --duration 300s --server-processes 2 --tls
 
 What it does, all on loopback and all bounded in time:
 
@@ -13,10 +13,22 @@ What it does, all on loopback and all bounded in time:
    then polls assignments every 30 s with its ETag, heart-beats every 30 s and
    reports two executions every 60 s, each loop with a random phase;
 3. prints agents simulated, requests/s, p50/p99 latency per endpoint (client side,
-   so it includes queueing), errors, the servers' RSS, CPU and event-loop lag,
-   PostgreSQL's CPU, the load generator's own CPU and event-loop lag, and the
-   servers' own per-route mean latency (from their /metrics), which tells server
-   time from queueing.
+   so it includes queueing), errors, the servers' RSS, CPU, CPU per request and
+   event-loop lag, PostgreSQL's CPU, the load generator's own CPU and event-loop
+   lag, and the servers' own per-route mean latency (from their /metrics), which
+   tells server time from queueing.
+
+Connections (`--connections`): by default each simulated agent has ONE kept-alive
+connection of its own, used by all its requests in turn and reopened after a
+failure, as the real agent does (agent/transport.py); the server sees one
+connection per node, and with `--shared-port` the kernel keeps each node on one
+process. `per-request` opens a connection for every request (the agent before
+issue 11); `pooled` shares `--pool-size` connections across all agents (this
+benchmark before issue 11: fewer connections and handshakes than a real fleet).
+
+`--tls`: the servers get a certificate for 127.0.0.1 signed by a throwaway site CA
+and every simulated agent verifies it against that CA alone, as agents pinning a
+site CA do, so the handshakes and encryption of a real site are measured.
 
 The load generator's own pauses would be charged to the server: its cyclic garbage
 collector is off during the run (a full collection over 20,000 agents' objects
@@ -35,6 +47,7 @@ import json
 import random
 import re
 import resource
+import ssl
 import sys
 import tempfile
 import time
@@ -49,9 +62,11 @@ from typing import Any
 import aiohttp
 
 from aami.units import parse_duration
-from tests.bench.procstats import ProcSample, postgres_cpu_seconds, sample
+from tests.bench.procstats import postgres_cpu_seconds, sample
+from tests.bench.server_load_report import Measured, percentile, print_report, report
+from tests.bench.server_site import raise_open_files_limit, start_servers
 from tests.conftest import fresh_database
-from tests.harness import ServerProcess, child_pids, listening_sockets, socket_inodes
+from tests.pki import make_pki
 from tests.server.test_agent_fixtures import create_policy, publish_script
 
 
@@ -194,24 +209,62 @@ class SimAgent:
             await asyncio.sleep(period * random.uniform(0.95, 1.05))
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+class Connections:
+    """How the simulated agents reach the servers (`--connections`), and how many
+    TCP (and TLS) connections they opened."""
+
+    def __init__(self, mode: str, ports: list[int], tls: ssl.SSLContext | None,
+                 pool_size: int) -> None:
+        self.mode, self.ports, self.tls = mode, ports, tls
+        self.opened = 0
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_connection_create_end.append(self._count)
+        self.timeout = aiohttp.ClientTimeout(total=30)
+        self.sessions: list[aiohttp.ClientSession] = []
+        if mode != "per-agent":
+            # One session per port; `per-request` closes every connection after use.
+            per_port = max(1, pool_size // len(ports)) if mode == "pooled" else 0
+            self.shared = [self._session(per_port, force_close=mode == "per-request")
+                           for _ in ports]
+
+    async def _count(self, *_: Any) -> None:
+        self.opened += 1
+
+    def _session(self, limit: int, *, force_close: bool = False) -> aiohttp.ClientSession:
+        # The client's default keep-alive (15 s) is shorter than an agent's 30 s
+        # periods: it would reconnect before nearly every call. The server keeps an
+        # idle connection for an hour (aiohttp's default), and so does this side.
+        connector = aiohttp.TCPConnector(
+            limit=limit, ssl=self.tls if self.tls is not None else True,
+            force_close=force_close, keepalive_timeout=None if force_close else 3600)
+        session = aiohttp.ClientSession(connector=connector, timeout=self.timeout,
+                                        trace_configs=[self.trace])
+        self.sessions.append(session)
+        return session
+
+    def base(self, index: int) -> str:
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.ports[index % len(self.ports)]}"
+
+    def session_for(self, index: int) -> aiohttp.ClientSession:
+        """Per agent: a session whose pool is one connection, so the agent's poll,
+        heartbeat and report take turns on it, as on the real agent's; a failed
+        request closes it and the next one opens a fresh connection."""
+        if self.mode == "per-agent":
+            return self._session(1)
+        return self.shared[index % len(self.ports)]
+
+    async def close(self) -> None:
+        for session in self.sessions:
+            await session.close()
 
 
-async def run_agents(plan: Plan, ports: list[int], bootstrap: str, stats: Stats,
-                     connections: int) -> float:
-    timeout = aiohttp.ClientTimeout(total=30)
-    sessions = [aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=max(1, connections // len(ports))),
-        timeout=timeout) for _ in ports]
+async def run_agents(plan: Plan, connections: Connections, bootstrap: str,
+                     stats: Stats) -> float:
     start = time.monotonic()
     stop_at = start + plan.duration
     stats.steady_from = start + plan.ramp + plan.poll
-    agents = [SimAgent(i, f"http://127.0.0.1:{ports[i % len(ports)]}",
-                       sessions[i % len(ports)], stats, bootstrap)
+    agents = [SimAgent(i, connections.base(i), connections.session_for(i), stats, bootstrap)
               for i in range(plan.agents)]
     tasks = [asyncio.create_task(a.live(plan, stop_at)) for a in agents]
     # A full garbage collection over 20,000 agents' objects stalls this loop for
@@ -226,22 +279,21 @@ async def run_agents(plan: Plan, ports: list[int], bootstrap: str, stats: Stats,
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for session in sessions:
-            await session.close()
+        await connections.close()
         gc.enable()
         gc.unfreeze()
     return time.monotonic() - start
 
 
-def _metrics_text(port: int) -> str:
+def _metrics_text(base: str, tls: ssl.SSLContext | None) -> str:
     import urllib.request
 
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    with urllib.request.urlopen(base + "/metrics", timeout=5, context=tls) as reply:
+        return str(reply.read().decode())
 
 
-def server_loop_lag(port: int) -> dict[str, float]:
+def server_loop_lag(text: str) -> dict[str, float]:
     """Mean event-loop lag and the share of samples later than 50 ms, from /metrics."""
-    text = _metrics_text(port)
     values = dict(re.findall(r'^aami_server_event_loop_lag_seconds_(sum|count) ([0-9.e+-]+)$',
                              text, re.M))
     late = re.search(r'^aami_server_event_loop_lag_seconds_bucket\{le="0.05"\} ([0-9.e+-]+)$',
@@ -253,9 +305,8 @@ def server_loop_lag(port: int) -> dict[str, float]:
             "over_50ms_percent": round(100 * (1 - float(late.group(1)) / count), 1)}
 
 
-def server_route_means(port: int) -> dict[str, tuple[float, float]]:
+def server_route_means(text: str) -> dict[str, tuple[float, float]]:
     """Per-route (count, mean seconds) from one server's /metrics."""
-    text = _metrics_text(port)
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
     pattern = re.compile(r'aami_server_http_request_duration_seconds_(sum|count)'
@@ -264,68 +315,6 @@ def server_route_means(port: int) -> dict[str, tuple[float, float]]:
         key = f"{method} {route}"
         (sums if kind == "sum" else counts)[key] = float(value)
     return {k: (counts[k], sums[k] / counts[k]) for k in counts if counts[k]}
-
-
-def report(plan: Plan, args: argparse.Namespace, stats: Stats, wall: float,
-           before: list[ProcSample], after: list[ProcSample], peak_rss: list[int],
-           pg_cpu: float, gen_cpu: float, route_means: dict[str, tuple[float, float]]
-           ) -> dict[str, Any]:
-    total = sum(len(v) for v in stats.latencies.values())
-    endpoints = {}
-    for name, values in sorted(stats.latencies.items()):
-        endpoints[name] = {"requests": len(values), "rps": round(len(values) / wall, 1),
-                           "p50_ms": round(percentile(values, 0.50) * 1000, 1),
-                           "p99_ms": round(percentile(values, 0.99) * 1000, 1),
-                           "max_ms": round(max(values) * 1000, 1),
-                           "steady_p99_ms": round(percentile(stats.steady.get(name, []),
-                                                             0.99) * 1000, 1),
-                           "errors": stats.errors.get(name, 0)}
-    servers = [{"pid": b.pid, "rss_mb": round(a.rss_bytes / 2**20, 1),
-                "peak_rss_mb": round(peak / 2**20, 1),
-                "cpu_percent": round(100 * (a.cpu_seconds - b.cpu_seconds) / wall, 1)}
-               for b, a, peak in zip(before, after, peak_rss, strict=True)]
-    return {
-        "agents": plan.agents, "registered": stats.registered, "duration_s": round(wall, 1),
-        "server_processes": args.server_processes, "requests": total,
-        "requests_per_s": round(total / wall, 1), "errors": sum(stats.errors.values()),
-        "registrations_shed_and_retried": stats.shed,
-        "error_samples": stats.error_samples, "endpoints": endpoints, "servers": servers,
-        "postgres_cpu_percent": round(100 * pg_cpu / wall, 1),
-        "load_generator_cpu_percent": round(100 * gen_cpu / wall, 1),
-        "server_side_mean_ms": {k: {"count": int(c), "mean_ms": round(m * 1000, 2)}
-                                for k, (c, m) in sorted(route_means.items())
-                                if "/agent/" in k},
-        "statuses": dict(sorted(stats.statuses.items())),
-    }
-
-
-def print_report(result: dict[str, Any]) -> None:
-    print(f"\nagents simulated: {result['agents']} (registered {result['registered']}), "
-          f"{result['duration_s']} s, {result['server_processes']} server process(es)")
-    print(f"requests: {result['requests']} ({result['requests_per_s']}/s), "
-          f"errors: {result['errors']}, registrations shed (503, retried after "
-          f"Retry-After): {result['registrations_shed_and_retried']}")
-    print(f"{'endpoint':<14}{'req':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-          f"{'errors':>8}{'p99 after ramp':>16}")
-    for name, e in result["endpoints"].items():
-        print(f"{name:<14}{e['requests']:>9}{e['rps']:>9}{e['p50_ms']:>9}{e['p99_ms']:>9}"
-              f"{e['max_ms']:>9}{e['errors']:>8}{e['steady_p99_ms']:>16}")
-    for s in result["servers"]:
-        print(f"server pid {s['pid']}: RSS {s['rss_mb']} MB (peak {s['peak_rss_mb']} MB), "
-              f"CPU {s['cpu_percent']}% of one core")
-    for port, lag in result["loop_lag_by_port"].items():
-        print(f"server event-loop lag on port {port}: mean {lag['mean_ms']} ms "
-              f"({lag['over_50ms_percent']}% of samples over 50 ms)")
-    print(f"postgresql CPU {result['postgres_cpu_percent']}%, load generator CPU "
-          f"{result['load_generator_cpu_percent']}% (of one core)")
-    lag = result["load_generator_loop_lag_ms"]
-    print(f"load generator event-loop lag: p50 {lag['p50']} ms, p99 {lag['p99']} ms, "
-          f"max {lag['max']} ms")
-    print("server-side mean latency per route:")
-    for route, v in result["server_side_mean_ms"].items():
-        print(f"  {route:<40} {v['count']:>8} x {v['mean_ms']} ms")
-    for line in result["error_samples"]:
-        print(f"  error: {line}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -337,8 +326,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--poll", default="30s")
     parser.add_argument("--heartbeat", default="30s")
     parser.add_argument("--report", default="60s")
-    parser.add_argument("--connections", type=int, default=5000,
-                        help="client connections in all (a load balancer's pool)")
+    parser.add_argument("--tls", action="store_true",
+                        help="servers on HTTPS with a site CA's certificate; agents pin the CA")
+    parser.add_argument("--connections", choices=("per-agent", "per-request", "pooled"),
+                        default="per-agent",
+                        help="per-agent: one kept-alive connection each, as real agents "
+                             "(default); per-request: a new one for every request; pooled: "
+                             "--pool-size connections shared by all agents")
+    parser.add_argument("--pool-size", type=int, default=5000,
+                        help="connections in all with --connections pooled")
     parser.add_argument("--db-threads", type=int, default=8)
     parser.add_argument("--shared-port", action="store_true",
                         help="one port, `serve --processes K` (SO_REUSEPORT), instead of "
@@ -346,8 +342,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--p99-budget", default="250ms")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    if args.agents < 1 or args.server_processes < 1:
-        parser.error("--agents and --server-processes must be at least 1")
+    if args.agents < 1 or args.server_processes < 1 or args.pool_size < 1:
+        parser.error("--agents, --server-processes and --pool-size must be at least 1")
     return args
 
 
@@ -372,8 +368,18 @@ async def _sample_peaks(pids: list[int], peaks: list[int]) -> None:
         await asyncio.sleep(2)
 
 
+def _cpu(pids: list[int]) -> float:
+    return sum(sample(pid).cpu_seconds for pid in pids)
+
+
+async def _cpu_after(delay: float, pids: list[int]) -> float:
+    """The servers' CPU seconds once the ramp (and first poll period) is over."""
+    await asyncio.sleep(delay)
+    return _cpu(pids)
+
+
 async def measure(plan: Plan, args: argparse.Namespace, pids: list[int], ports: list[int],
-                  bootstrap: str) -> dict[str, Any]:
+                  bootstrap: str, tls: ssl.SSLContext | None) -> dict[str, Any]:
     stats = Stats()
     peaks = [0] * len(pids)
     before = [sample(pid) for pid in pids]
@@ -382,23 +388,40 @@ async def measure(plan: Plan, args: argparse.Namespace, pids: list[int], ports: 
     lags: list[float] = []
     samplers = [asyncio.create_task(_sample_peaks(pids, peaks)),
                 asyncio.create_task(_sample_loop_lag(lags))]
-    wall = await run_agents(plan, ports, bootstrap, stats, args.connections)
+    steady_window = plan.ramp + plan.poll < plan.duration
+    steady_start = asyncio.create_task(_cpu_after(plan.ramp + plan.poll, pids))
+    connections = Connections(args.connections, ports, tls, args.pool_size)
+    wall = await run_agents(plan, connections, bootstrap, stats)
     for task in samplers:
         task.cancel()
     after = [sample(pid) for pid in pids]
+    if not steady_start.done():
+        steady_start.cancel()
     gen_after = resource.getrusage(resource.RUSAGE_SELF)
     gen_cpu = (gen_after.ru_utime + gen_after.ru_stime) - (gen_before.ru_utime
                                                            + gen_before.ru_stime)
+    scheme = "https" if tls is not None else "http"
+    texts = {port: _metrics_text(f"{scheme}://127.0.0.1:{port}", tls) for port in ports}
     means: dict[str, tuple[float, float]] = {}
-    for port in ports:
-        for route, (count, mean) in server_route_means(port).items():
+    for text in texts.values():
+        for route, (count, mean) in server_route_means(text).items():
             old_count, old_mean = means.get(route, (0.0, 0.0))
             means[route] = (old_count + count,
                             (old_mean * old_count + mean * count) / (old_count + count))
-    result = report(plan, args, stats, wall, before, after, peaks,
-                    postgres_cpu_seconds() - pg_before, gen_cpu, means)
+    measured = Measured(
+        wall, before, after, peaks, postgres_cpu_seconds() - pg_before, gen_cpu, means,
+        connections_opened=connections.opened,
+        setup={"agents": plan.agents, "server_processes": args.server_processes,
+               "shared_port": args.shared_port, "tls": tls is not None,
+               "connections": args.connections, "pool_size": args.pool_size,
+               "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]})
+    if steady_window and steady_start.done() and not steady_start.cancelled():
+        measured.steady_cpu = sum(a.cpu_seconds for a in after) - steady_start.result()
+        measured.steady_requests = sum(len(v) for v in stats.steady.values())
+    result = report(stats, measured)
     # With --shared-port, /metrics reports the sum over the processes behind the port.
-    result["loop_lag_by_port"] = {str(port): server_loop_lag(port) for port in ports}
+    result["loop_lag_by_port"] = {str(port): server_loop_lag(text)
+                                  for port, text in texts.items()}
     result["load_generator_loop_lag_ms"] = {
         "p50": round(percentile(lags, 0.5) * 1000, 1),
         "p99": round(percentile(lags, 0.99) * 1000, 1),
@@ -406,48 +429,31 @@ async def measure(plan: Plan, args: argparse.Namespace, pids: list[int], ports: 
     return result
 
 
-def _wait_for_children(server: ServerProcess, count: int) -> list[int]:
-    """The pids of a supervisor's `count` children, once each one listens."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        children = child_pids(server.process.pid)
-        listening = listening_sockets(server.port)
-        owners = [pid for pid in children if socket_inodes(pid) & listening]
-        if len(owners) == count:
-            return sorted(owners)
-        time.sleep(0.2)
-    raise RuntimeError(f"{count} server processes did not all listen:\n{server.log()}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = Plan(args.agents, parse_duration(args.duration), parse_duration(args.ramp),
                 parse_duration(args.poll), parse_duration(args.heartbeat),
                 parse_duration(args.report))
+    held = args.pool_size if args.connections == "pooled" else args.agents
+    limit = raise_open_files_limit(held + 256)  # + servers' database connections, logs
     with tempfile.TemporaryDirectory(prefix="aami-bench-") as tmp, ExitStack() as stack:
         directory = Path(tmp)
         url = stack.enter_context(fresh_database("postgresql", directory))
-        config = directory / "server.yaml"
-        config.write_text(f"server: {{db_threads: {args.db_threads}}}\n"
-                          "logging: {level: warning}\n")
-        if args.shared_port:
-            servers = [stack.enter_context(ServerProcess.start(
-                url, directory, config=str(config),
-                extra_args=("--processes", str(args.server_processes))))]
-            pids = _wait_for_children(servers[0], args.server_processes)
-        else:
-            servers = [stack.enter_context(ServerProcess.start(url, directory,
-                                                               config=str(config)))
-                       for _ in range(args.server_processes)]
-            pids = [s.process.pid for s in servers]
+        # The agents trust the site CA and nothing else (agent/client.py does the same).
+        pki = make_pki(directory) if args.tls else None
+        tls = ssl.create_default_context(cafile=str(pki[0])) if pki else None
+        servers, pids = start_servers(args, stack, url, directory, pki, tls)
         for name in ("disk-usage", "gpu-health"):
             publish_script(url, name, "1.0.0", f"#!/bin/sh\necho {name}\n".encode())
             create_policy(url, name, name, interval_seconds=60)
         bootstrap = servers[0].bootstrap_token("--max-uses", str(args.agents), "--expires", "1d")
         layout = " sharing one port" if args.shared_port else ""
         print(f"{args.agents} agents against {args.server_processes} server process(es)"
-              f"{layout} on PostgreSQL for {args.duration} (ramp {args.ramp})...", flush=True)
-        result = asyncio.run(measure(plan, args, pids, [s.port for s in servers], bootstrap))
+              f"{layout} on PostgreSQL for {args.duration} (ramp {args.ramp}), "
+              f"{'TLS' if args.tls else 'no TLS'}, connections {args.connections}, "
+              f"open files limit {limit}...", flush=True)
+        result = asyncio.run(measure(plan, args, pids, [s.port for s in servers], bootstrap,
+                                     tls))
     print_report(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
