@@ -153,6 +153,8 @@ def test_server_unit_contract() -> None:
     assert unit_values(unit, "Service", "User") == ["aami"]
     assert unit_values(unit, "Service", "StateDirectory") == ["aami-server"]
     assert unit_values(unit, "Service", "CapabilityBoundingSet") == [""]
+    # One kept-alive connection per agent: 20,000 agents on one process, plus slack.
+    assert int(unit_values(unit, "Service", "LimitNOFILE")[0]) >= 25_000
 
 
 def test_sysusers_create_the_users_the_units_name(tmp_path: Path) -> None:
