@@ -8,7 +8,13 @@ renderer and server instead of `prometheus_client` + `aiohttp.web`, which would 
 Scripts may print `{"metrics": [{"name", "value", "labels"}]}` JSON or Prometheus text
 on stdout; valid samples are exposed on `/metrics` and written atomically to
 `textfile_dir/<script>.prom` for node_exporter's textfile collector (what the old
-cron runner produced). Anything else on stdout is just output.
+cron runner produced). Anything else on stdout is just output. A script's HELP and TYPE
+are kept (JSON items may carry "help" and "type"); without them a family is untyped.
+
+Series are global on a page: a sample that another script already exposes (same name
+and labels), or a family another script declared with another TYPE, is refused and
+counted, as are names under `aami_agent_` (the agent's own), so the page and every
+textfile stay free of duplicates (which Prometheus and node_exporter reject whole).
 """
 
 from __future__ import annotations
@@ -37,11 +43,24 @@ POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 Labels = tuple[tuple[str, str], ...]
 
 
+TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+# Sample names that belong to the family without their suffix, by family type.
+_SUFFIXES = {"histogram": ("_bucket", "_sum", "_count", "_created"),
+             "summary": ("_sum", "_count", "_created"), "counter": ("_total", "_created")}
+
+
 @dataclass(frozen=True)
 class Sample:
     name: str
     labels: Labels
     value: float
+    family: str = ""  # the HELP/TYPE name, when it differs (histogram x: x_bucket, ...)
+    type: str = "untyped"
+    help: str = ""
+
+    @property
+    def family_name(self) -> str:
+        return self.family or self.name
 
 
 @dataclass
@@ -63,7 +82,8 @@ class AgentMetrics:
     spool_dropped: int = 0
     script_samples: dict[str, tuple[Sample, ...]] = field(default_factory=dict)
     loop_restarts: dict[str, int] = field(default_factory=dict)
-    script_samples_refused: int = 0
+    # reason (reserved, duplicate, type_conflict) -> samples refused
+    script_samples_refused: dict[str, int] = field(default_factory=dict)
 
     def count_loop_restart(self, loop: str) -> None:
         self.loop_restarts[loop] = self.loop_restarts.get(loop, 0) + 1
@@ -101,14 +121,21 @@ def _labels(labels: Labels) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
 
 
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
 def render_samples(samples: Sequence[Sample]) -> str:
-    """Samples grouped by name, one `# TYPE untyped` per name (script metrics)."""
+    """Script samples grouped by family, each under its HELP (if any) and TYPE."""
     lines: list[str] = []
     seen: set[str] = set()
-    for sample in sorted(samples, key=lambda s: s.name):
-        if sample.name not in seen:
-            seen.add(sample.name)
-            lines.append(f"# TYPE {sample.name} untyped")
+    for sample in sorted(samples, key=lambda s: (s.family_name, s.name)):
+        family = sample.family_name
+        if family not in seen:
+            seen.add(family)
+            if sample.help:
+                lines.append(f"# HELP {family} {_escape_help(sample.help)}")
+            lines.append(f"# TYPE {family} {sample.type}")
         lines.append(f"{sample.name}{_labels(sample.labels)} {_fmt(sample.value)}")
     return "\n".join(lines) + ("\n" if lines else "")
 
@@ -139,9 +166,6 @@ def render(m: AgentMetrics, version: str) -> str:
         ("aami_agent_scripts_timed_out_total", "Script runs killed at their timeout.", m.timeouts),
         ("aami_agent_spool_dropped_total", "Records dropped because the spool was full.",
          m.spool_dropped),
-        ("aami_agent_script_samples_refused_total",
-         "Script metric samples refused because their name is the agent's (aami_agent_*).",
-         m.script_samples_refused),
     ]
     for name, help_text, value in counters:
         out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
@@ -152,6 +176,17 @@ def render(m: AgentMetrics, version: str) -> str:
     out += [
         f'aami_agent_scripts_refused_total{{reason="{_escape(r)}"}} {n}'
         for r, n in sorted(m.refused.items())
+    ]
+    out += [
+        "# HELP aami_agent_script_samples_refused_total Script metric samples refused, by "
+        "reason: reserved (named aami_agent_*), duplicate (another script's series), "
+        "type_conflict (another script's family with another TYPE).",
+        "# TYPE aami_agent_script_samples_refused_total counter",
+    ]
+    out += [
+        f'aami_agent_script_samples_refused_total{{reason="{reason}"}} '
+        f"{m.script_samples_refused.get(reason, 0)}"
+        for reason in ("duplicate", "reserved", "type_conflict")
     ]
     out += [
         "# HELP aami_agent_loop_restarts_total Restarts of a long-lived loop after a failure.",
@@ -189,6 +224,7 @@ def _parse_json(text: str) -> list[Sample] | None:
         if not isinstance(item, dict):
             return None
         name, value, labels = item.get("name"), item.get("value"), item.get("labels") or {}
+        kind, text = item.get("type", "untyped"), item.get("help", "")
         if not isinstance(name, str) or not NAME_RE.match(name):
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -197,8 +233,10 @@ def _parse_json(text: str) -> list[Sample] | None:
             isinstance(k, str) and LABEL_RE.match(k) for k in labels
         ):
             return None
+        if kind not in ("counter", "gauge", "untyped") or not isinstance(text, str):
+            return None  # one JSON item is one sample: no histogram or summary parts
         samples.append(Sample(name, tuple(sorted((k, str(v)) for k, v in labels.items())),
-                              float(value)))
+                              float(value), type=kind, help=text))
     return samples or None
 
 
@@ -206,11 +244,33 @@ def _unescape(value: str) -> str:
     return value.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
 
 
+def _family_of(name: str, types: dict[str, str]) -> str:
+    if name in types:
+        return name
+    for kind in ("histogram", "summary", "counter"):
+        for suffix in _SUFFIXES[kind]:
+            base = name.removesuffix(suffix)
+            if base != name and types.get(base) == kind:
+                return base
+    return name
+
+
 def _parse_prometheus(text: str) -> list[Sample] | None:
     samples = []
+    types: dict[str, str] = {}
+    helps: dict[str, str] = {}
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith("#"):
+        if line.startswith("#"):
+            words = line.split(None, 3)
+            if len(words) >= 4 and words[1] == "HELP" and NAME_RE.match(words[2]):
+                helps[words[2]] = _unescape(words[3])
+            elif len(words) == 4 and words[1] == "TYPE" and NAME_RE.match(words[2]):
+                if words[3] not in TYPES:
+                    return None
+                types[words[2]] = words[3]
+            continue
+        if not line:
             continue
         match = _LINE_RE.match(line)
         if not match:
@@ -229,7 +289,10 @@ def _parse_prometheus(text: str) -> list[Sample] | None:
             value = float(value_text)
         except ValueError:
             return None
-        samples.append(Sample(name, tuple(sorted(labels)), value))
+        family = _family_of(name, types)
+        samples.append(Sample(name, tuple(sorted(labels)), value,
+                              "" if family == name else family, types.get(family, "untyped"),
+                              helps.get(family, "")))
     return samples or None
 
 
@@ -297,15 +360,11 @@ def record_script_output(
     samples = parse_script_metrics(stdout)
     if samples is None:
         return None
-    # A script must not shadow or fake the agent's own series.
-    own = [x for x in samples if x.name.startswith(RESERVED_PREFIX)]
-    if own:
-        metrics.script_samples_refused += len(own)
-        log.warning("script %s printed %d sample(s) named %s*, which are the agent's own; "
-                    "refused (first: %s)", script_name, len(own), RESERVED_PREFIX, own[0].name)
-        samples = [x for x in samples if not x.name.startswith(RESERVED_PREFIX)]
-        if not samples:
-            return None
+    others = {name: kept for name, kept in metrics.script_samples.items()
+              if name != script_name}
+    samples = _refuse(metrics, script_name, samples, others)
+    if not samples:
+        return None
     metrics.script_samples[script_name] = tuple(samples)
     if textfile_dir:
         try:
@@ -315,3 +374,34 @@ def record_script_output(
             log.warning("cannot write %s metrics to %s: %s", script_name, textfile_dir, exc)
     return samples
 
+
+def _refuse(metrics: AgentMetrics, script_name: str, samples: list[Sample],
+            others: dict[str, tuple[Sample, ...]]) -> list[Sample]:
+    """The samples a script may expose: not the agent's own names (a script must not
+    shadow or fake them), not another script's series, not another script's family
+    under another TYPE. The rest are counted and logged once per run, by reason."""
+    series = {(s.name, s.labels): owner for owner, kept in others.items() for s in kept}
+    types = {s.family_name: s.type for kept in others.values() for s in kept}
+    kept: list[Sample] = []
+    refused: dict[str, list[Sample]] = {"reserved": [], "duplicate": [], "type_conflict": []}
+    for sample in samples:
+        if sample.name.startswith(RESERVED_PREFIX):
+            refused["reserved"].append(sample)
+        elif types.get(sample.family_name, sample.type) != sample.type:
+            refused["type_conflict"].append(sample)
+        elif (sample.name, sample.labels) in series:
+            refused["duplicate"].append(sample)
+        else:
+            kept.append(sample)
+    for reason, dropped in refused.items():
+        if dropped:
+            count = metrics.script_samples_refused
+            count[reason] = count.get(reason, 0) + len(dropped)
+            log.warning("script %s: %d metric sample(s) refused (%s; first: %s)", script_name,
+                        len(dropped), _REASONS[reason], dropped[0].name)
+    return kept
+
+
+_REASONS = {"reserved": f"names under {RESERVED_PREFIX} are the agent's own",
+            "duplicate": "another script exposes the same series",
+            "type_conflict": "another script declared that family with another TYPE"}

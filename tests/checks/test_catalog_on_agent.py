@@ -96,10 +96,6 @@ def series_of(text: str) -> dict[Series, float]:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent/metrics.py render_samples() re-types every script series `untyped` and drops "
-    "its HELP, as docs/script-contract.md ('Metrics') documents; the catalog prints HELP "
-    "and TYPE for dashboards to rely on. Remove this mark when the agent keeps them."))
 def test_agent_keeps_help_and_type_of_catalog_series() -> None:
     from aami.agent.metrics import parse_script_metrics, render_samples
 
