@@ -3,6 +3,7 @@ with `--json`) and printed as a table."""
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,10 @@ def report(stats: Any, m: Measured) -> dict[str, Any]:
                                                               m.steady_requests)),
         "postgres_cpu_percent": round(100 * m.pg_cpu / m.wall, 1),
         "load_generator_cpu_percent": round(100 * m.gen_cpu / m.wall, 1),
+        # ru_maxrss is in KiB on Linux; TLS costs the generator (and the servers)
+        # about 256 KiB per connection: asyncio's SSL read buffer.
+        "load_generator_peak_rss_mb": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "server_side_mean_ms": {k: {"count": int(c), "mean_ms": round(mean * 1000, 2)}
                                 for k, (c, mean) in sorted(m.route_means.items())
                                 if "/agent/" in k},
@@ -113,7 +118,8 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"server event-loop lag on port {port}: mean {lag['mean_ms']} ms "
               f"({lag['over_50ms_percent']}% of samples over 50 ms)")
     print(f"postgresql CPU {result['postgres_cpu_percent']}%, load generator CPU "
-          f"{result['load_generator_cpu_percent']}% (of one core)")
+          f"{result['load_generator_cpu_percent']}% (of one core), peak RSS "
+          f"{result['load_generator_peak_rss_mb']} MB")
     lag = result["load_generator_loop_lag_ms"]
     print(f"load generator event-loop lag: p50 {lag['p50']} ms, p99 {lag['p99']} ms, "
           f"max {lag['max']} ms")
