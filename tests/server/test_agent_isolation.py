@@ -91,7 +91,7 @@ def test_isolation_matrix(live_server: ServerProcess) -> None:
         assert row.target_id == owner_id and row.stdout == "ok\n"
         forged = ScriptExecution.get_by_id(new_exec["id"])
         assert forged.target_id == other_id and forged.script_policy_id is None
-        assert ForceRunTarget.get().status == "pending"
+        assert ForceRunTarget.get().status in ("pending", "delivered")  # not completed
         assert SecurityEvent.get_by_id(owner_event["id"]).target_id == owner_id
 
     # Admin token and no token on every agent route; agent token on admin routes.
