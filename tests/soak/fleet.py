@@ -14,39 +14,21 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.conftest import PG_ADMIN_DSN, _create_database, _drop_database, _pg_connect
 from tests.harness import BIN, free_port, http, run_cli
 from tests.pki import make_pki
 
-PG_ADMIN = os.environ.get("AAMI_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-
 
 def pg_connect(dsn: str):  # -> a psycopg2 connection (autocommit)
-    import psycopg2
-
-    conn = psycopg2.connect(dsn, connect_timeout=5)
-    conn.autocommit = True
-    return conn
+    return _pg_connect(dsn)
 
 
 def create_database() -> tuple[str, str]:
-    name = f"aami_soak_{uuid.uuid4().hex[:10]}"
-    admin = pg_connect(PG_ADMIN)
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    return name, f"{base}/{name}"
-
-
-def drop_database(name: str) -> None:
-    conn = pg_connect(PG_ADMIN)
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
+    name = _create_database()
+    return name, f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
 
 
 def restart_postgres() -> None:
@@ -209,7 +191,7 @@ class Site:
                 except subprocess.TimeoutExpired:
                     process.kill()
         if self.database:
-            drop_database(self.database)
+            _drop_database(self.database)
 
 
 def _listening(port: int) -> bool:

@@ -20,6 +20,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from tests.soak.fleet import Agent, Site, pg_connect
@@ -59,6 +60,7 @@ class Report:
     stored_without_log: int
     loop_restarts: dict[str, int]
     agent_rss_max_mb: float
+    agent_rss_median_mb: float
     agent_cpu_mean_percent: float
     checks: dict[str, Check] = field(default_factory=dict)
 
@@ -102,12 +104,14 @@ def _outside(minute: datetime, windows: list[tuple[datetime, datetime]]) -> bool
 
 
 def judge(site: Site, agents: list[Agent], run_log: Path, faults: list[Fault],
-          metrics: dict[str, str], rss_max: dict[str, int],
+          metrics: dict[str, str], rss: dict[str, list[int]],
           cpu: dict[tuple[str, int], list[float]], *, started: float, finished: float,
           interval: float) -> Report:
-    grace = 2 * interval + 60  # the heartbeat that carries a fault's failed polls
-    windows = [(naive_utc(f.started - 5), naive_utc(f.ended + grace)) for f in faults]
-    windows.append((naive_utc(started - 60), naive_utc(started + 2 * interval + 60)))
+    # A fault's window runs until every agent was heard from again, plus one interval
+    # for the heartbeat that carries the polls that failed during it.
+    windows = [(naive_utc(f.started - 5),
+                naive_utc(f.ended + (f.recovered_seconds or 10 * interval) + interval + 5))
+               for f in faults]
     with closing(pg_connect(site.database_url)) as conn, conn.cursor() as cur:
         cur.execute("SELECT minute, heartbeat_gaps, heartbeat_gaps_ok, polls, polls_failed "
                     "FROM fleet_health_minute WHERE minute <= %s", [naive_utc(finished)])
@@ -138,7 +142,9 @@ def judge(site: Site, agents: list[Agent], run_log: Path, faults: list[Fault],
         poll_success=poll_success, runs_logged=sum(logged.values()), runs_stored=len(stored),
         lost=len(lost), duplicated=sum(n - 1 for n in logged.values() if n > 1),
         stored_without_log=len(extra), loop_restarts=dict(restarts),
-        agent_rss_max_mb=round(max(rss_max.values(), default=0) / 2**20, 1),
+        agent_rss_max_mb=round(max((max(v) for v in rss.values()), default=0) / 2**20, 1),
+        agent_rss_median_mb=round(median([x for v in rss.values() for x in v] or [0])
+                                  / 2**20, 1),
         agent_cpu_mean_percent=round(100 * sum(rates) / max(1, len(rates)), 3))
     recovered = [f.recovered_seconds for f in faults]
     worst = None if None in recovered else max((r for r in recovered if r is not None),
@@ -155,6 +161,8 @@ def judge(site: Site, agents: list[Agent], run_log: Path, faults: list[Fault],
         "loop restarts": Check(sum(restarts.values()), "0", sum(restarts.values()) == 0),
         "back online after faults (s)": Check(worst, f"<= {2 * interval + 2:.0f}",
                                               worst is not None and worst <= 2 * interval + 2),
+        "agent RSS median (MB)": Check(report.agent_rss_median_mb, "<= 40",
+                                       0 < report.agent_rss_median_mb <= 40),
         "agent RSS max (MB)": Check(report.agent_rss_max_mb, "<= 40",
                                     0 < report.agent_rss_max_mb <= 40),
         "agent CPU mean (%)": Check(report.agent_cpu_mean_percent, "<= 0.5",

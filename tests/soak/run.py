@@ -46,7 +46,7 @@ class SoakConfig:
     report: Path = Path("soak-report.json")
 
 
-SHORT = SoakConfig(agents=10, minutes=4, interval="10s", faults=("server-kill", "hostile"))
+SHORT = SoakConfig(agents=10, minutes=4.5, interval="10s", faults=("server-kill", "hostile"))
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Run:
     agents: list[Agent]
     bootstrap: str
     faults: list[Fault] = field(default_factory=list)
-    rss_max: dict[str, int] = field(default_factory=dict)
+    rss: dict[str, list[int]] = field(default_factory=dict)  # every sample per agent
     # per agent process: [first cpu s, first wall s, latest cpu s, latest wall s]
     cpu: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     started: float = 0.0
@@ -67,8 +67,8 @@ class Run:
             if pid is None:
                 continue
             now, wall = sample(pid), time.time()
-            self.rss_max[agent.hostname] = max(self.rss_max.get(agent.hostname, 0),
-                                               now.rss_bytes)
+            if now.rss_bytes:
+                self.rss.setdefault(agent.hostname, []).append(now.rss_bytes)
             reading = self.cpu.setdefault((agent.hostname, pid),
                                           [now.cpu_seconds, wall, now.cpu_seconds, wall])
             reading[2:] = [now.cpu_seconds, wall]
@@ -130,7 +130,7 @@ def run_soak(config: SoakConfig) -> Report:
         total = config.minutes * 60
         interval = parse_duration(config.interval)
         warmup = max(4 * interval, 45.0)
-        quiet = max(6 * interval, 45.0)
+        quiet = max(6 * interval, 90.0)  # a clean tail of whole minutes to judge
         actions = _fault_actions(run)
         span = max(0.0, total - warmup - quiet)
         slot = span / max(1, len(config.faults))
@@ -147,7 +147,7 @@ def run_soak(config: SoakConfig) -> Report:
         for agent in agents:  # a clean stop reports what is left in the spool
             agent.kill(signal.SIGTERM)
         drain(agents)
-        return judge(site, agents, run_log, run.faults, restarts, run.rss_max, run.cpu,
+        return judge(site, agents, run_log, run.faults, restarts, run.rss, run.cpu,
                      started=run.started, finished=finished, interval=interval)
     finally:
         for agent in agents:

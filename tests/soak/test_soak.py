@@ -1,4 +1,4 @@
-"""The short soak in the suite: about 10 real agent daemons for 4 minutes against a
+"""The short soak in the suite: about 10 real agent daemons for 4.5 minutes against a
 real server (two processes, TLS, PostgreSQL), with a server SIGKILL and a hostile
 window, so `make test` covers the daemons over time and not one cycle at a time.
 
@@ -27,4 +27,5 @@ def test_the_short_soak_meets_every_correctness_target(tmp_path: Path) -> None:
     print_table(report)
     assert report.heartbeat_gaps > 0 and report.polls > 0, "nothing judged"
     assert report.runs_logged > 0
-    assert report.missed(ignore=("agent RSS max (MB)", "agent CPU mean (%)")) == []
+    assert report.missed(ignore=("agent RSS median (MB)", "agent RSS max (MB)",
+                                 "agent CPU mean (%)")) == []
