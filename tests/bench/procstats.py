@@ -29,8 +29,20 @@ def sample(pid: int) -> ProcSample:
     return ProcSample(pid, cpu, int(statm[1]) * PAGE)
 
 
+def _reaped_children_cpu(pid: int) -> float:
+    """CPU time of `pid`'s children that have exited and been waited for."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # fields[13], [14] are cutime and cstime (fields 16 and 17 of proc(5)).
+    return (int(fields[13]) + int(fields[14])) / CLK_TCK
+
+
 def postgres_cpu_seconds() -> float:
-    """CPU time of every process named postgres (server and backends, alive now)."""
+    """CPU time of every process named postgres (server and backends), including
+    backends that have exited since (the postmaster reaps them): without them a
+    closed connection's CPU would vanish and the difference could go negative."""
     total = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -40,5 +52,5 @@ def postgres_cpu_seconds() -> float:
                 continue
         except OSError:
             continue
-        total += sample(int(entry.name)).cpu_seconds
+        total += sample(int(entry.name)).cpu_seconds + _reaped_children_cpu(int(entry.name))
     return total
