@@ -27,6 +27,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/system/" in str(item.fspath):
             item.add_marker(pytest.mark.slow)
+            # The first one also builds the Debian root (~1.5 min) and, on a fresh
+            # checkout, the binaries (up to ~4 min): more than the suite's 300 s default.
+            item.add_marker(pytest.mark.timeout(900))
 
 
 @pytest.fixture(scope="session")

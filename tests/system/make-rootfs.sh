@@ -13,8 +13,9 @@ set -euo pipefail
 
 ARCHIVE=${1:-/var/cache/aami-systemd-root/rootfs.tar}
 # systemd as PID 1; openssl + curl for the installers; sudo for `sudo -u aami` as the docs
-# say; procps for pgrep in the tests.
-INCLUDE=systemd,systemd-sysv,dbus,ca-certificates,curl,openssl,sudo,procps
+# say; procps for pgrep in the tests; haproxy for the two-server deployment
+# (docs/scaling.md), started only where a test configures it.
+INCLUDE=systemd,systemd-sysv,dbus,ca-certificates,curl,openssl,sudo,procps,haproxy
 STAMP="$ARCHIVE.include"
 DIR=$(dirname -- "$ARCHIVE")
 
@@ -35,7 +36,7 @@ started=$SECONDS
 debootstrap --variant=minbase --include="$INCLUDE" bookworm "$WORK/root" "$MIRROR" \
     >"$WORK/debootstrap.log" 2>&1 || { tail -n 30 "$WORK/debootstrap.log" >&2; exit 1; }
 # Containers share the host network: no services of their own that would listen.
-rm -f -- "$WORK/root/etc/hostname"
+rm -f -- "$WORK/root/etc/hostname" "$WORK/root/etc/systemd/system/multi-user.target.wants/haproxy.service"
 tar -C "$WORK/root" --numeric-owner -cf "$WORK/rootfs.tar" .
 mv -f -- "$WORK/rootfs.tar" "$ARCHIVE"
 printf '%s\n' "$INCLUDE" >"$STAMP.tmp" && mv -f -- "$STAMP.tmp" "$STAMP"

@@ -73,6 +73,13 @@ class Container:
         self.boot_seconds = 0.0
 
     def start(self, timeout: float = 120) -> None:
+        try:
+            self._boot(timeout)
+        except BaseException:
+            self.stop()  # never leave a half-booted container behind
+            raise
+
+    def _boot(self, timeout: float) -> None:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 ["systemd-nspawn", "-D", str(self.base), "--volatile=overlay", "--boot",

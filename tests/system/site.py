@@ -180,14 +180,13 @@ class Workstation:
 
     release: Release
     server: ServerHost
+    group: str = ""
 
     def aami(self, *args: str | Path) -> str:
         return sh(DIST / "aami", *args, "--server", self.server.url, "--token",
                   self.server.admin_token, "--ca-file", self.release.ca)
 
-    def publish(self, script: str, version: str = "1.0.0") -> str:
-        """Register the publisher key, sign and publish `script`, a group, a policy that
-        runs it there as aami-runner, and a bootstrap token for the group."""
+    def sign_and_publish(self, script: str, version: str) -> None:
         work = self.release.work / f"ws-{uuid.uuid4().hex[:6]}"
         work.mkdir()
         existing = json.loads(self.server.get("/api/v1/publisher-keys").body)["data"]
@@ -198,13 +197,20 @@ class Workstation:
         sh(DIST / "aami", "script", "sign", source, "--key", self.release.publisher_key,
            "--name", script, "--version", version, "--run-as", "aami-runner")
         self.aami("script", "publish", f"{source}.signed.json")
-        group = f"rack-{uuid.uuid4().hex[:6]}"
+
+    def publish(self, script: str, version: str = "1.0.0", interval: str = "20s") -> str:
+        """Register the publisher key, sign and publish `script`, a group, a policy that
+        runs it there as aami-runner, and a bootstrap token for the group."""
+        self.sign_and_publish(script, version)
+        work = self.release.work / f"ws-{uuid.uuid4().hex[:6]}"
+        work.mkdir()
+        group = self.group = f"rack-{uuid.uuid4().hex[:6]}"
         self.aami("group", "create", group)
         policy = work / "policy.yaml"
         policy.write_text(
             f"policies:\n  - name: {script}\n    script: {script}\n    version: latest\n"
             f"    scope: group\n    group: {group}\n    params: {{}}\n"
-            "    schedule: {mode: interval, interval: 20s}\n    timeout: 30s\n"
+            f"    schedule: {{mode: interval, interval: {interval}}}\n    timeout: 30s\n"
             "    run_as: aami-runner\n    enabled: true\n")
         self.aami("policy", "apply", policy)
         return self.aami("bootstrap-token", "create", "--group", group, "--max-uses", "100",
@@ -232,3 +238,14 @@ def executions(server: ServerHost, target_id: object) -> list[dict[str, object]]
     reply = server.get(f"/api/v1/executions?target_id={target_id}&limit=500")
     assert reply.status == 200, reply.body
     return list(json.loads(reply.body)["data"])
+
+
+def agent_and_server_agree(node: Container, server: ServerHost, target_id: object) -> bool:
+    """True once the agent's spool is empty and the server holds exactly the runs the
+    agent counted; a result stored twice fails at once. Callers poll it, since a run
+    may start between the two reads."""
+    status = json.loads(node.ok("aami-agent status --json --config /etc/aami/agent.yaml"))
+    stored = executions(server, target_id)
+    ids = {e["id"] for e in stored}
+    assert len(ids) == len(stored), "a result was stored twice"
+    return not any(status["spool_pending"].values()) and status["scripts_total"] == len(ids)
