@@ -37,7 +37,7 @@ def raise_open_files_limit(needed: int) -> int:
         if hard < needed:
             raise SystemExit(f"server_load: --agents needs about {needed} open files but "
                              f"RLIMIT_NOFILE's hard limit is {hard}: raise it "
-                             "(ulimit -Hn, or run as root)") from None
+                             "(ulimit -Hn as root, or the container's limit)") from None
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
