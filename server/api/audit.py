@@ -136,9 +136,9 @@ async def _record(request: web.Request, status: int, response: web.StreamRespons
     if actor is None:
         return
     action, object_type = describe(request.method, resource.canonical)
-    summary = {"method": request.method, "path": request.path, "status": status,
-               "request": _summary(await _request_fields(request))}
-    try:
+    try:  # whatever goes wrong here, the change was made: never turn it into an error
+        summary = {"method": request.method, "path": request.path, "status": status,
+                   "request": _summary(await _request_fields(request))}
         await request.app[DATABASE].run(
             audit.record, actor, action, object_type,
             _object_id(request, response, location), summary,
