@@ -23,11 +23,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-
 from aami.trust.envelope import Envelope, pae, sign_envelope
 from aami.trust.errors import TrustError
-from aami.trust.keys import key_id, load_private_key, load_public_key, public_key_pem
+from aami.trust.keys import key_id, load_private_key, public_key_pem, signature_valid
 
 MANIFEST = "MANIFEST.sha256"
 MANIFEST_SIG = "MANIFEST.sha256.sig"
@@ -100,13 +98,9 @@ def sign_manifest(manifest: bytes, release_private_pem: bytes) -> SignedManifest
 
 def verify_manifest(signed: SignedManifest, release_public_pem: bytes) -> dict[str, str]:
     """Check both signatures with the pinned release key; return the entries."""
-    public = load_public_key(release_public_pem)
-    try:
-        public.verify(signed.raw_signature, signed.manifest)
-    except InvalidSignature:
+    if not signature_valid(release_public_pem, signed.raw_signature, signed.manifest):
         raise BundleRefused("bad_signature",
-                            f"{MANIFEST_SIG} is not a valid signature by this release key"
-                            ) from None
+                            f"{MANIFEST_SIG} is not a valid signature by this release key")
     envelope = signed.envelope
     if envelope.payload_type != PAYLOAD_TYPE or envelope.payload != signed.manifest:
         raise BundleRefused("bad_signature", f"{MANIFEST_DSSE} does not carry {MANIFEST}")
@@ -114,9 +108,8 @@ def verify_manifest(signed: SignedManifest, release_public_pem: bytes) -> dict[s
     for signature in envelope.signatures:
         if signature.keyid != wanted:
             continue
-        try:
-            public.verify(signature.sig, pae(envelope.payload_type, envelope.payload))
-        except InvalidSignature:
+        if not signature_valid(release_public_pem, signature.sig,
+                               pae(envelope.payload_type, envelope.payload)):
             break
         return parse_manifest(signed.manifest)
     raise BundleRefused("bad_signature", f"{MANIFEST_DSSE} is not signed by this release key")

@@ -21,6 +21,7 @@ python3Packages.buildPythonApplication {
     aiohttp
     pyyaml
     cryptography
+    pynacl
     peewee
     psycopg2
     prometheus-client
@@ -36,7 +37,7 @@ python3Packages.buildPythonApplication {
   # The test suite needs PostgreSQL, network namespaces and Chromium; it runs in
   # the project's CI (make test). Here we only check that the packages import.
   doCheck = false;
-  pythonImportsCheck = [ "agent" "server" "trust" "cli" "units" ];
+  pythonImportsCheck = [ "aami.agent" "aami.server" "aami.trust" "aami.cli" "aami.bundle" "aami.policyfile" "aami.units" ];
 
   postInstall = lib.optionalString single ''
     for bin in ${builtins.concatStringsSep " " programs}; do

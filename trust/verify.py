@@ -63,8 +63,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-
 from aami.trust.envelope import Envelope, Signature, pae
 from aami.trust.errors import (
     BadSignature,
@@ -83,7 +81,7 @@ from aami.trust.errors import (
     Unsigned,
     WrongPayloadType,
 )
-from aami.trust.keys import TrustedKey, key_id, load_public_key
+from aami.trust.keys import TrustedKey, key_id, signature_valid
 from aami.trust.schema import check_schema, schema_defaults, validate_params
 from aami.trust.statement import PAYLOAD_TYPE, ScriptStatement, parse_version
 
@@ -251,11 +249,7 @@ def _signature_valid(signature: Signature, key: TrustedKey, message: bytes) -> b
 
 
 def _verifies(sig: bytes, key: TrustedKey, message: bytes) -> bool:
-    try:
-        load_public_key(key.public_pem).verify(sig, message)
-    except InvalidSignature:
-        return False
-    return True
+    return signature_valid(key.public_pem, sig, message)
 
 
 def _check_expiry(statement: ScriptStatement, now: datetime, limits: VerifyLimits) -> None:

@@ -16,7 +16,7 @@ let
 
   pythonPackage = name: stub "python3.11-${name}-stub" { pname = name; };
   pythonNames = [
-    "setuptools" "aiohttp" "pyyaml" "cryptography" "peewee" "psycopg2" "prometheus-client"
+    "setuptools" "aiohttp" "pyyaml" "cryptography" "pynacl" "peewee" "psycopg2" "prometheus-client"
     "aiohttp-jinja2" "jinja2" "jsonschema" "fastjsonschema" "pytest" "pytest-timeout" "hypothesis" "mypy" "types-pyyaml"
   ];
 

@@ -38,7 +38,9 @@ AGENT_EXCLUDES = [
     "jsonschema", "jsonschema_specifications", "referencing", "rpds", "fastjsonschema",
     "sqlite3", "_sqlite3", "xml", "pyexpat", "_decimal", "decimal", "lzma", "_lzma",
     "bz2", "_bz2", "multiprocessing", "concurrent.futures.process", "ctypes.macholib",
-    "pycparser",  # (cffi's _cffi_backend stays: cryptography's Rust binding loads it)
+    "pycparser",  # (cffi's _cffi_backend stays: PyNaCl's libsodium binding loads it)
+    # Signing and key generation are the operator's: the agent only verifies (PyNaCl).
+    "cryptography",
     # CJK codecs: the agent reads and writes UTF-8 only.
     "_codecs_cn", "_codecs_hk", "_codecs_iso2022", "_codecs_jp", "_codecs_kr", "_codecs_tw",
     "_multibytecodec",

@@ -152,9 +152,10 @@ def test_the_agent_binary_leaves_out_the_server_stack(binaries: Binaries) -> Non
     """packaging/pyinstaller/common.py's AGENT_EXCLUDES: every node carries and unpacks
     the agent binary at each start, so what the agent never imports stays out."""
     agent = archive_modules(binaries.agent)
-    assert {"aami.agent.executor", "aami.agent.cli", "aami.trust.verify", "yaml"} <= agent
+    assert {"aami.agent.executor", "aami.agent.cli", "aami.trust.verify", "yaml",
+            "nacl.signing"} <= agent
     unwanted = ("server", "aiohttp", "peewee", "jinja2", "psycopg2", "prometheus_client",
-                "jsonschema", "fastjsonschema", "cli", "bundle")
+                "jsonschema", "fastjsonschema", "cli", "bundle", "policyfile", "cryptography")
     leaked = sorted(m for m in agent if m.removeprefix("aami.").removeprefix("aami/")
                     .split(".")[0].split("/")[0] in unwanted)
     assert leaked == []
