@@ -27,7 +27,7 @@ from aami.server.appkeys import AUTHENTICATOR, DATABASE
 from aami.server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal
 from aami.server.routing import ADMIN, Call, Route, json_reply
 from aami.server.schemas import TIMESTAMP, limit_query, list_of, nullable, obj
-from aami.server.services import audit
+from aami.server.services import audit, audit_before
 from aami.server.services.ui_sessions import UiUser
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,32 @@ def _object_id(request: web.Request, response: web.StreamResponse | None,
     return None
 
 
+async def _before(request: web.Request) -> dict[str, Any] | None:
+    """The object an update or delete is about to change, read before the handler."""
+    resource = request.match_info.route.resource
+    if (request.method not in ("PUT", "PATCH", "DELETE") or resource is None
+            or "id" not in request.match_info):
+        return None
+    _, object_type = describe(request.method, resource.canonical)
+    try:
+        return await request.app[DATABASE].run(audit_before.before_state, object_type,
+                                                request.match_info["id"])
+    except Exception as exc:  # the summary is a courtesy; the change goes ahead
+        log.warning("audit: could not read %s before the change: %s", object_type, exc)
+        return None
+
+
+def _changed(before: dict[str, Any] | None, fields: dict[str, Any]) -> dict[str, Any]:
+    """Before and after of the fields the request names (all of them for a delete)."""
+    if before is None:
+        return {"request": _summary(fields)}
+    keys = [k for k in fields if k in before] or list(before)
+    return {"before": _summary({k: before[k] for k in keys}), "request": _summary(fields)}
+
+
 async def _record(request: web.Request, status: int, response: web.StreamResponse | None,
-                  location: str | None, request_id: str) -> None:
+                  location: str | None, request_id: str,
+                  before: dict[str, Any] | None = None) -> None:
     resource = request.match_info.route.resource
     if resource is None or NOT_AUDITED.match(resource.canonical):
         return
@@ -138,7 +162,7 @@ async def _record(request: web.Request, status: int, response: web.StreamRespons
     action, object_type = describe(request.method, resource.canonical)
     try:  # whatever goes wrong here, the change was made: never turn it into an error
         summary = {"method": request.method, "path": request.path, "status": status,
-                   "request": _summary(await _request_fields(request))}
+                   **_changed(before, await _request_fields(request))}
         await request.app[DATABASE].run(
             audit.record, actor, action, object_type,
             _object_id(request, response, location), summary,
@@ -153,15 +177,17 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
     request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
     if request.method not in WRITES or not request.path.startswith(("/api/v1/", "/ui/")):
         return await handler(request)
+    before = await _before(request)
     try:
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             exc.headers["X-Request-Id"] = request_id
-            await _record(request, exc.status, None, exc.headers.get("Location"), request_id)
+            await _record(request, exc.status, None, exc.headers.get("Location"), request_id,
+                          before)
         raise
     if response.status < 400:
-        await _record(request, response.status, response, None, request_id)
+        await _record(request, response.status, response, None, request_id, before)
     response.headers["X-Request-Id"] = request_id
     return response
 

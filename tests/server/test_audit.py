@@ -61,6 +61,7 @@ def test_changes_are_recorded_and_tampering_is_detected(live_server: ServerProce
     assert api_create["request_id"] == "req-42" and api_create["source"] == "127.0.0.1"
     assert api_create["summary"]["request"] == {"name": "rack-1"}
     assert api_update["summary"]["request"] == {"priority": 5}
+    assert api_update["summary"]["before"] == {"priority": 0}  # before/after of what changed
     assert entries[5]["actor"]["kind"] == "bootstrap" and entries[5]["object_type"] == "target"
     ui_entry = entries[-1]
     assert ui_entry["actor"]["kind"] == "session" and ui_entry["actor"]["role"] == "admin"
