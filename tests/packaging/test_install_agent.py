@@ -366,3 +366,49 @@ def test_the_static_agent_is_preferred_when_the_release_carries_it(
             bundle / "bin/aami-agent").read_bytes()
     finally:
         srv.close()
+
+
+def _node_install_block() -> str:
+    """docs/install.md section 3 as written, minus its two example assignments."""
+    text = (REPO / "docs/install.md").read_text()
+    block = text.split("<!-- node-install -->", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    return "\n".join(line for line in block.splitlines()
+                     if not line.startswith(("SERVER=", "BOOTSTRAP_TOKEN=")))
+
+
+def _run_block(tmp_path: Path, server: ReleaseServer, key: ReleaseKey,
+               destdir: Path) -> subprocess.CompletedProcess[str]:
+    # DESTDIR keeps even a wrongly accepted installer away from this machine's /.
+    env = {"PATH": os.environ["PATH"], "SERVER": server.url, "BOOTSTRAP_TOKEN": TOKEN,
+           "RELEASE_PUB": str(key.public), "CA": str(key.public), "DESTDIR": str(destdir),
+           "TMPDIR": str(tmp_path / "tmp")}
+    return subprocess.run(["sh", "-c", _node_install_block()], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def test_documented_node_install_checks_the_installer_before_running_it(
+    tmp_path: Path, server: ReleaseServer, key: ReleaseKey, destdir: Path
+) -> None:
+    require_tool("curl")
+    require_tool("openssl")
+    ok = _run_block(tmp_path, server, key, destdir)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "install-agent.sh: OK" in ok.stdout
+    assert (destdir / "usr/bin/aami-agent").is_file()
+
+    # A server that hands out another installer: nothing runs, nothing is written.
+    marker = tmp_path / "ran"
+    server.overrides["install-agent.sh"] = f"#!/bin/sh\ntouch {marker}\n".encode()
+    fresh = tmp_path / "node2"
+    fresh.mkdir()
+    swapped = _run_block(tmp_path, server, key, fresh)
+    assert swapped.returncode == 1
+    assert "node install FAILED" in swapped.stderr and "FAILED" in swapped.stdout
+    assert not marker.exists() and snapshot(fresh) == {}
+
+    # A manifest signed by another key: refused before the installer is looked at.
+    del server.overrides["install-agent.sh"]
+    other = make_release_key(tmp_path / "other")
+    refused = _run_block(tmp_path, server, other, fresh)
+    assert refused.returncode == 1 and "node install FAILED" in refused.stderr
+    assert snapshot(fresh) == {}
