@@ -43,7 +43,7 @@ SAME_IN_BOTH_DRAFTS = frozenset({
     "type", "properties", "required", "additionalProperties", "items", "enum", "const",
     "anyOf", "oneOf", "allOf", "not", "minimum", "maximum", "minLength", "maxLength",
     "pattern", "minItems", "maxItems", "minProperties", "maxProperties", "propertyNames",
-    "uniqueItems",
+    "uniqueItems", "if", "then", "else", "contains",
     # annotations only, in both (formats and defaults are turned off below, and
     # fastjsonschema's base64 check is removed with the keyword)
     "format", "default", "description", "title", "examples", "contentEncoding",
@@ -52,7 +52,8 @@ SAME_IN_BOTH_DRAFTS = frozenset({
 _ANNOTATIONS_FASTJSONSCHEMA_ASSERTS = frozenset({"contentEncoding"})
 _SUBSCHEMA_MAPS = ("properties",)
 _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
-_SUBSCHEMAS = ("items", "additionalProperties", "not", "propertyNames")
+_SUBSCHEMAS = ("items", "additionalProperties", "not", "propertyNames", "if", "then", "else",
+               "contains")
 
 
 def _without_asserted_annotations(schema: Any) -> Any:
@@ -185,7 +186,15 @@ def _field_path(error: jsonschema.ValidationError, root: str) -> str:
     if error.validator == "additionalProperties":
         extra = re.findall(r"'([^']+)'", error.message)
         return f"{path}.{extra[0]}" if extra else path
+    if _at_most_one(error):
+        return f"{path}.{error.validator_value['required'][-1]}"  # name the second
     return path
+
+
+def _at_most_one(error: jsonschema.ValidationError) -> bool:
+    """The error of schemas.at_most_one: `not` {object with both fields}."""
+    return error.validator == "not" and isinstance(error.validator_value, Mapping) and \
+        set(error.validator_value) == {"type", "required"}
 
 
 def _short_message(error: jsonschema.ValidationError) -> str:
@@ -193,5 +202,17 @@ def _short_message(error: jsonschema.ValidationError) -> str:
         return "unknown field"
     if error.validator == "required":
         return "is required"
+    if _at_most_one(error):
+        return "give at most one of " + ", ".join(error.validator_value["required"])
+    if error.validator == "not" and error.validator_value == {"type": "null"}:
+        return "must not be null here"
+    if error.validator == "type" and error.validator_value == "null":
+        return "must be null or absent here"  # a conditional rule (scope, mode, either/or)
+    if error.validator == "anyOf" and all("required" in sub for sub in error.validator_value):
+        names = [name for sub in error.validator_value for name in sub["required"]]
+        return f"needs one of {', '.join(names)}"
+    if error.validator == "pattern" and isinstance(error.schema, Mapping) and \
+            error.schema.get("description"):
+        return f"{error.instance!r} is not {error.schema['description']}"
     message = error.message
     return message if len(message) <= 160 else message[:157] + "..."

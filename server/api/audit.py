@@ -26,7 +26,7 @@ from aiohttp import web
 from aami.server.appkeys import AUTHENTICATOR, DATABASE
 from aami.server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal
 from aami.server.routing import ADMIN, Call, Route, json_reply
-from aami.server.schemas import TIMESTAMP, limit_query, list_of, nullable, obj
+from aami.server.schemas import RFC3339_PATTERN, TIMESTAMP, limit_query, list_of, nullable, obj
 from aami.server.services import audit, audit_before
 from aami.server.services.ui_sessions import UiUser
 
@@ -83,7 +83,10 @@ async def _request_fields(request: web.Request) -> dict[str, Any]:
             return {}
         return body if isinstance(body, dict) else {"body": body}
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ValueError:  # e.g. multipart without a boundary: nothing to summarise
+            return {}
         return {k: str(v) for k, v in form.items() if isinstance(v, str)}
     return {}
 
@@ -192,6 +195,9 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+# An RFC 3339 time, or empty for "no bound" (what the service reads).
+TIME_OR_EMPTY = {"type": "string", "maxLength": 40, "pattern": f"^$|{RFC3339_PATTERN}"}
+
 ENTRY = obj(["id", "at", "actor", "action", "object_type", "object_id", "summary",
              "request_id", "source", "prev_hash", "hash"], {
     "id": {"type": "integer"}, "at": TIMESTAMP,
@@ -218,8 +224,7 @@ ROUTES = [
     Route("GET", "/api/v1/audit", list_audit, "The audit log, newest first", ADMIN, "audit",
           query={"actor": _TEXT, "action": {"type": "string", "maxLength": 64},
                  "object_type": {"type": "string", "maxLength": 32},
-                 "since": {"type": "string", "maxLength": 40},
-                 "until": {"type": "string", "maxLength": 40},
+                 "since": TIME_OR_EMPTY, "until": TIME_OR_EMPTY,
                  "cursor": {"type": "string", "maxLength": 20}, "limit": limit_query()},
           responses={200: list_of(ENTRY)}),
 ]

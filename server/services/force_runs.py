@@ -45,8 +45,10 @@ STATES = ("pending", "delivered", "done", "failed", "expired", "cancelled")
 def _policy(policy_id: int) -> Policy:
     policy = Policy.get_or_none(Policy.id == policy_id)
     if policy is None:
-        raise NotFound(f"policy {policy_id} does not exist",
-                       details={"field": "body.policy_id", "policy_id": policy_id})
+        # A missing object named in a body is 422 everywhere (docs/api.md, "Errors").
+        raise Unprocessable(f"body.policy_id: policy {policy_id} does not exist",
+                            code="UNKNOWN_POLICY",
+                            details={"field": "body.policy_id", "policy_id": policy_id})
     if not policy.enabled:
         raise Unprocessable(f"policy {policy.name!r} is disabled",
                             details={"field": "body.policy_id", "policy_id": policy_id})

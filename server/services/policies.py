@@ -210,7 +210,10 @@ def create(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def replace(policy_id: int, body: dict[str, Any]) -> dict[str, Any]:
-    spec = normalise(body)
+    return _store(policy_id, normalise(body))
+
+
+def _store(policy_id: int, spec: PolicySpec) -> dict[str, Any]:
     with write_transaction():
         row = get(policy_id)
         _check_name_free(spec.name, policy_id)
@@ -233,7 +236,15 @@ def patch(policy_id: int, changes: dict[str, Any]) -> dict[str, Any]:
             for field in ("group", "target"):
                 merged[field] = changes.get(field)
         merged.update(changes)
-        return replace(policy_id, merged)
+        try:
+            spec = normalise(merged)
+        except ValidationFailed as exc:
+            # The change itself passed the PATCH schema: what is wrong is the stored
+            # policy it would leave behind (a group on a global policy), so 422.
+            raise Unprocessable(f"{exc.message} (after applying the change to policy "
+                                f"{policy_id})", code="POLICY_INVALID",
+                                details=exc.details) from None
+        return _store(policy_id, spec)
 
 
 def delete(policy_id: int) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import peewee
 
 from aami.server.db import tuples, write_transaction
-from aami.server.errors import Conflict, NotFound
+from aami.server.errors import Conflict, NotFound, Unprocessable
 from aami.server.models import AgentStatus, Group, Target, TargetGroup
 from aami.server.services import groups as group_service
 from aami.server.services import revision
@@ -157,8 +157,10 @@ def _groups_by_name(names: list[str]) -> list[Group]:
     found = {g.name: g for g in Group.select().where(Group.name.in_(names))} if names else {}
     for index, name in enumerate(names):
         if name not in found:
-            raise NotFound(f"group {name!r} does not exist",
-                           details={"field": f"body.groups[{index}]", "name": name})
+            # A missing object named in a body is 422 everywhere (docs/api.md, "Errors").
+            raise Unprocessable(f"body.groups[{index}]: group {name!r} does not exist",
+                                code="UNKNOWN_GROUP",
+                                details={"field": f"body.groups[{index}]", "name": name})
     return [found[name] for name in dict.fromkeys(names)]
 
 

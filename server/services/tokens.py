@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from aami.server.db import write_transaction
-from aami.server.errors import NotFound
+from aami.server.errors import NotFound, Unprocessable
 from aami.server.models import ApiToken, BootstrapToken, Group
 from aami.server.services import groups, revision
 from aami.server.timefmt import iso
@@ -64,7 +64,15 @@ def create_bootstrap_token(*, name: str = "", max_uses: int = 1,
                            allow_rebind: bool = False) -> tuple[str, dict[str, Any]]:
     token = new_token(TokenKind.BOOTSTRAP)
     with write_transaction():
-        group_row: Group | None = groups.by_name(group) if group else None
+        group_row: Group | None = None
+        if group:
+            try:
+                group_row = groups.by_name(group)
+            except NotFound:
+                # A missing object named in a body is 422 everywhere (docs/api.md).
+                raise Unprocessable(f"body.group: group {group!r} does not exist",
+                                    code="UNKNOWN_GROUP",
+                                    details={"field": "body.group", "name": group}) from None
         row = BootstrapToken.create(
             name=name, token_hash=token.token_hash, prefix=token.prefix, max_uses=max_uses,
             expires_at=expires_at, group=group_row, allow_rebind=allow_rebind,

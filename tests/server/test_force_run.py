@@ -82,8 +82,9 @@ def test_force_run_on_a_target(live_server: ServerProcess) -> None:
                            json_body={"policy_id": policy}).status == 403
     assert live_server.api("POST", "/api/v1/targets/99999/force-run",
                            json_body={"policy_id": policy}).status == 404
-    assert live_server.api("POST", f"/api/v1/targets/{target_id}/force-run",
-                           json_body={"policy_id": 99999}).status == 404
+    unknown = live_server.api("POST", f"/api/v1/targets/{target_id}/force-run",
+                              json_body={"policy_id": 99999})
+    assert unknown.status == 422 and unknown.json["code"] == "UNKNOWN_POLICY"
     create_group(live_server, "elsewhere")
     narrow = create_policy(url, "narrow", "disk-usage", scope="group", group="elsewhere")
     refused = live_server.api("POST", f"/api/v1/targets/{target_id}/force-run",

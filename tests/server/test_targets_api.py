@@ -45,7 +45,8 @@ def test_target_lifecycle(shared_server: ServerProcess) -> None:
     assert dup.status == 409 and dup.json["details"]["field"] == "body.hostname"
     missing_group = s.api("POST", "/api/v1/targets",
                           json_body={"hostname": unique("n"), "groups": ["nope-" + g1]})
-    assert missing_group.status == 404
+    # A missing object named in a body is 422 everywhere (docs/api.md, "Errors").
+    assert missing_group.status == 422 and missing_group.json["code"] == "UNKNOWN_GROUP"
     assert missing_group.json["details"]["field"] == "body.groups[0]"
 
     tid = target["id"]

@@ -61,13 +61,18 @@ def test_bootstrap_tokens(shared_server: ServerProcess) -> None:
     assert token["token"] not in str(listed)
     revoked = s.api("POST", f"/api/v1/bootstrap-tokens/{token['id']}/revoke")
     assert revoked.status == 200 and revoked.json["revoked"] is True
-    for body, field in [({"expires_at": "2000-01-01T00:00:00Z"}, "body.expires_at"),
-                        ({"expires_at": "soon"}, "body.expires_at"),
-                        ({"expires_at": "2099-01-01T00:00:00Z", "expires_in_seconds": 5},
-                         "body.expires_at"),
-                        ({"max_uses": 0}, "body.max_uses")]:
+    # 400: what the document states (shape, either/or); 422: what it cannot (the
+    # calendar, the clock, a group that must exist).
+    for body, status in [({"expires_at": "2000-01-01T00:00:00Z"}, 422),
+                         ({"expires_at": "2099-02-30T00:00:00Z"}, 422),
+                         ({"expires_at": "soon"}, 400),
+                         ({"expires_at": "2099-01-01T00:00:00Z", "expires_in_seconds": 5},
+                          400)]:
         reply = s.api("POST", "/api/v1/bootstrap-tokens", json_body=body)
-        assert reply.status == 400 and reply.json["details"]["field"] == field, body
+        assert reply.status == status, (body, reply.body)
+        assert reply.json["details"]["field"] == "body.expires_at", body
+    max_uses = s.api("POST", "/api/v1/bootstrap-tokens", json_body={"max_uses": 0})
+    assert max_uses.status == 400 and max_uses.json["details"]["field"] == "body.max_uses"
     unknown_group = s.api("POST", "/api/v1/bootstrap-tokens", json_body={"group": "nope-x"})
-    assert unknown_group.status == 404
+    assert unknown_group.status == 422 and unknown_group.json["code"] == "UNKNOWN_GROUP"
     assert s.api("GET", "/api/v1/bootstrap-tokens", role="operator").status == 403

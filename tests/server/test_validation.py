@@ -72,7 +72,15 @@ def valid_instances(schema: Any) -> st.SearchStrategy[Any]:
         return st.one_of([valid_instances({**schema, "type": kind}) for kind in kinds])
     if kinds is None:
         return JSON
-    return _BY_TYPE[kinds](schema)
+    strategy = _BY_TYPE[kinds](schema)
+    if CONDITIONS & set(schema):
+        # Conditional rules (scope vs group/target, either/or): draw by the plain
+        # keywords, keep what the reference validator accepts.
+        return strategy.filter(ReferenceValidator(schema).is_valid)
+    return strategy
+
+
+CONDITIONS = {"allOf", "not", "if", "then", "else"}
 
 
 def _strings(schema: Mapping[str, Any]) -> st.SearchStrategy[str]:
@@ -86,8 +94,14 @@ def _strings(schema: Mapping[str, Any]) -> st.SearchStrategy[str]:
 
 def _arrays(schema: Mapping[str, Any]) -> st.SearchStrategy[list[Any]]:
     low = schema.get("minItems", 0)
-    return st.lists(valid_instances(schema.get("items", True)), min_size=low,
-                    max_size=max(low, min(schema.get("maxItems", 3), 3)))
+    items = st.lists(valid_instances(schema.get("items", True)), min_size=low,
+                     max_size=max(low, min(schema.get("maxItems", 3), 3)),
+                     unique_by=(lambda v: repr(v)) if schema.get("uniqueItems") else None)
+    needed = schema.get("contains", {})
+    if "const" in needed:  # e.g. rollout steps: one of them is 100
+        return items.map(lambda v: v if needed["const"] in v else [*v[1:], needed["const"]]
+                         if len(v) >= schema.get("maxItems", 3) else [*v, needed["const"]])
+    return items
 
 
 @st.composite

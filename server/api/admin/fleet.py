@@ -66,7 +66,10 @@ ROUTES = [
           "The fleet's success metrics over a window: heartbeat interval compliance, poll "
           "and script success rates, target states, per-policy success (one target's with "
           "`target_id`)", VIEWER, "fleet",
-          query={"window": {"type": "string", "maxLength": 16,
+          # The pattern keeps the document's promise inside 60s..30d (fleet_health).
+          query={"window": {"type": "string", "maxLength": 16, "pattern": (
+                     r"^(([6-9][0-9]|[1-9][0-9]{2,5})s?|[1-9][0-9]{0,3}m"
+                     r"|([1-9][0-9]?|[1-6][0-9]{2}|7[01][0-9]|720)h|([1-9]|[12][0-9]|30)d)$"),
                             "description": "a duration such as 1h, 24h, 7d (default 24h)"},
                  "target_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}},
           responses={200: HEALTH}),

@@ -15,6 +15,8 @@ from aiohttp import web
 from aami.server.appkeys import DATABASE
 from aami.server.routing import OPERATOR, VIEWER, Call, Route, json_reply
 from aami.server.schemas import (
+    BASE64,
+    DSSE_ENVELOPE,
     NAME,
     NULLABLE_TIMESTAMP,
     OFFSET_QUERY,
@@ -55,8 +57,8 @@ SCRIPT_DETAIL = {
 }
 UPLOAD_BODY = obj(["format", "envelope", "content"], {
     "format": {"const": FORMAT},
-    "envelope": {"type": "object"},
-    "content": {"type": "string", "contentEncoding": "base64"},
+    "envelope": DSSE_ENVELOPE,
+    "content": BASE64,
 })
 NAME_PATH = {"name": NAME}
 VERSION_PATH = {"name": NAME, "version": VERSION}

@@ -14,14 +14,16 @@ from typing import Any
 from aiohttp import web
 
 from aami.server.appkeys import AUTHENTICATOR, DATABASE
-from aami.server.errors import ValidationFailed
+from aami.server.errors import Unprocessable
 from aami.server.routing import ADMIN, Call, Route, json_reply
 from aami.server.schemas import (
     ID_PATH,
     NAME,
     NULLABLE_TIMESTAMP,
     OFFSET_QUERY,
+    TIME_IN,
     TIMESTAMP,
+    at_most_one,
     limit_query,
     list_of,
     nullable,
@@ -63,14 +65,15 @@ def _with_secret(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 API_TOKEN_CREATE = obj(["name", "role"], {"name": NAME, "role": {"enum": [r.value for r in Role]}})
-BOOTSTRAP_CREATE = obj([], {
+BOOTSTRAP_CREATE = {**obj([], {
     "name": {"type": "string", "maxLength": 128},
     "max_uses": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
     "expires_in_seconds": {"type": "integer", "minimum": 1, "maximum": 10 * 31_536_000},
-    "expires_at": {"type": "string", "format": "date-time", "maxLength": 64},
+    "expires_at": TIME_IN,
     "group": nullable(NAME),
     "allow_rebind": {"type": "boolean"},
-})
+    # A lifetime or an end, not both (neither: 30 days).
+}), **at_most_one("expires_in_seconds", "expires_at")}
 PAGING = {"limit": limit_query(), "offset": OFFSET_QUERY}
 
 
@@ -102,18 +105,17 @@ async def revoke_token(call: Call) -> web.Response:
 
 
 def _expiry(body: dict[str, Any]) -> Any:
-    if "expires_in_seconds" in body and "expires_at" in body:
-        raise ValidationFailed("body.expires_at: give expires_in_seconds or expires_at, not both",
-                               details={"field": "body.expires_at"})
+    # The schema allows one of the two fields and the RFC 3339 shape; what it cannot
+    # say (a real calendar date, in the future) is refused here with 422.
     if "expires_at" in body:
         try:
             when = parse_iso(body["expires_at"])
         except ValueError:
-            raise ValidationFailed("body.expires_at: expected an RFC 3339 time",
-                                   details={"field": "body.expires_at"}) from None
+            raise Unprocessable("body.expires_at: not a date the calendar has",
+                                details={"field": "body.expires_at"}) from None
         if when <= utcnow():
-            raise ValidationFailed("body.expires_at: is in the past",
-                                   details={"field": "body.expires_at"})
+            raise Unprocessable("body.expires_at: is in the past",
+                                details={"field": "body.expires_at"})
         return when
     seconds = body.get("expires_in_seconds")
     return utcnow() + (timedelta(seconds=seconds) if seconds else DEFAULT_BOOTSTRAP_LIFETIME)
