@@ -425,6 +425,9 @@ class RolloutTarget(BaseModel):
     rollout = peewee.ForeignKeyField(Rollout, on_delete="CASCADE", backref="cohort")
     target = peewee.ForeignKeyField(Target, on_delete="CASCADE")
     step = peewee.IntegerField()  # the step that added it
+    # Its runs of the new version while the rollout runs (services/execution_ingest.py).
+    runs_ok = peewee.IntegerField(default=0)
+    runs_failed = peewee.IntegerField(default=0)
 
     class Meta:
         indexes = ((("rollout", "target"), True),)

@@ -27,7 +27,7 @@ from typing import Any
 from aami.server.db import write_transaction
 from aami.server.errors import ValidationFailed
 from aami.server.models import Policy, ScriptExecution
-from aami.server.services import force_runs
+from aami.server.services import force_runs, rollout_engine
 from aami.server.timefmt import parse_iso, utcnow
 
 TRIGGERS = ("schedule", "once", "force")
@@ -139,6 +139,8 @@ def store(batches: Sequence[Batch]) -> list[IngestResult]:
             if row["id"] in inserted and row["force_token"]:
                 force_runs.mark_done(row["target"], row["force_token"], row["id"],
                                      row["success"])
+        # Runs of a rollout's new version by its cohort: counted once, with the rows.
+        rollout_engine.count_runs([row for row in unique if row["id"] in inserted])
     results = []
     for index, batch in enumerate(batches):
         mine = [r for r in batch.rows if r["id"] in inserted and owner[r["id"]][0] == index

@@ -15,8 +15,10 @@ Per policy with a `rollout` block, each tick:
    `latest` policy seeing a newer upload, an edited pin): a new rollout starts from
    the baseline, with the first step's cohort. A version that was halted, rolled
    back or aborted is not retried by itself (publish a fixed version, or promote).
-3. A running or paused rollout is judged: its cohort's runs of the new version since
-   it started are counted, and `failure_ratio = failed / max(runs, cohort x min_runs)`
+3. A running or paused rollout is judged: its cohort's runs of the new version are
+   counted as they are stored (`count_runs`, called by services/execution_ingest.py in
+   the transaction that stores them, so judging reads counters, never scans the
+   executions), and `failure_ratio = failed / max(runs, cohort x min_runs)`
    (so a cohort of 100 is not stopped by its first failed run when the limit is 10 %,
    but 11 failed runs stop it at once, without waiting for the other 89). Above
    `max_failure_ratio` it halts (or rolls back): within one tick of the report that
@@ -36,10 +38,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import peewee
 
 from aami.server.db import is_postgres, tuples, write_transaction
 from aami.server.models import (
@@ -47,7 +48,6 @@ from aami.server.models import (
     Rollout,
     RolloutTarget,
     Script,
-    ScriptExecution,
     Target,
     TargetGroup,
     database_proxy,
@@ -149,18 +149,47 @@ def _start(policy: Policy, config: dict[str, Any], from_version: str | None,
     return row
 
 
-def _counts(row: Rollout) -> dict[int, tuple[int, int]]:
-    """Per cohort target: (runs ok, runs failed) of the new version since the start."""
-    failed = peewee.fn.SUM(peewee.Case(None, [(ScriptExecution.success == False, 1)], 0))  # noqa: E712
-    query = (ScriptExecution
-             .select(ScriptExecution.target, peewee.fn.COUNT(ScriptExecution.id), failed)
-             .join(RolloutTarget, on=(RolloutTarget.target == ScriptExecution.target))
-             .where(RolloutTarget.rollout == row.id,
-                    ScriptExecution.script_policy == row.policy_id,
-                    ScriptExecution.script_version == row.to_version,
-                    ScriptExecution.received_at >= row.started_at)
-             .group_by(ScriptExecution.target))
-    return {t: (int(n) - int(f or 0), int(f or 0)) for t, n, f in tuples(query)}
+def count_runs(rows: Sequence[Mapping[str, Any]]) -> int:
+    """Inside the transaction storing new executions: add the runs of an active
+    rollout's new version by its cohort to the counters. Returns the runs counted."""
+    policies = {r["script_policy"] for r in rows if r.get("script_policy")}
+    if not policies:
+        return 0
+    active = list(Rollout.select(Rollout.id, Rollout.policy, Rollout.to_version)
+                  .where(Rollout.state.in_(("running", "paused")),
+                         Rollout.policy.in_(sorted(policies))))
+    counted = 0
+    for rollout in active:
+        per_target: dict[int, list[int]] = {}
+        wanted = (rollout.policy_id, rollout.to_version)
+        for r in rows:
+            if (r["script_policy"], r["script_version"]) == wanted:
+                per_target.setdefault(r["target"], [0, 0])[0 if r["success"] else 1] += 1
+        cohort = {t for (t,) in tuples(RolloutTarget.select(RolloutTarget.target).where(
+            RolloutTarget.rollout == rollout.id, RolloutTarget.target.in_(sorted(per_target))))
+        } if per_target else set()
+        for target in sorted(cohort):  # a stable order: concurrent writers lock alike
+            ok, failed = per_target[target]
+            RolloutTarget.update(runs_ok=RolloutTarget.runs_ok + ok,
+                                 runs_failed=RolloutTarget.runs_failed + failed).where(
+                RolloutTarget.rollout == rollout.id, RolloutTarget.target == target).execute()
+        ok = sum(per_target[t][0] for t in cohort)
+        failed = sum(per_target[t][1] for t in cohort)
+        if ok or failed:
+            Rollout.update(runs_ok=Rollout.runs_ok + ok,
+                           runs_failed=Rollout.runs_failed + failed).where(
+                Rollout.id == rollout.id).execute()
+            counted += ok + failed
+    return counted
+
+
+# What a decision writes; the run counters belong to `count_runs` alone.
+DECISION_FIELDS = ("state", "reason", "step", "step_started_at", "targets_total",
+                   "updated_at")
+
+
+def save_decision(row: Rollout) -> None:
+    row.save(only=[getattr(Rollout, f) for f in DECISION_FIELDS])
 
 
 @dataclass
@@ -171,22 +200,20 @@ class Event:
 
 def _judge(row: Rollout, policy: Policy) -> Event | None:
     now = utcnow()
-    counts = _counts(row)
-    ok = sum(c[0] for c in counts.values())
-    failed = sum(c[1] for c in counts.values())
+    ok, failed = row.runs_ok, row.runs_failed
     size = cohort_size(row)
     ratio = failure_ratio(ok, failed, size, row.min_runs)
-    changed = (ok, failed) != (row.runs_ok, row.runs_failed)
-    row.runs_ok, row.runs_failed = ok, failed
     percent = list(row.steps)[row.step]
     if failed and ratio is not None and ratio > row.max_failure_ratio:
         row.state = "halted" if row.on_failure == "halt" else "rolled_back"
         row.reason = (f"{failed} failed of {ok + failed} runs at step {row.step} "
                       f"({percent} %): failure ratio {ratio:.2f} > {row.max_failure_ratio:.2f}")
         row.updated_at = now
-        row.save()
+        save_decision(row)
         return Event(row.id, row.state)
-    judged = sum(1 for o, f in counts.values() if o + f >= row.min_runs)
+    judged = (RolloutTarget.select().where(
+        RolloutTarget.rollout == row.id,
+        RolloutTarget.runs_ok + RolloutTarget.runs_failed >= row.min_runs).count())
     waited = (now - row.step_started_at).total_seconds() >= row.wait_seconds
     if row.state == "running" and waited and judged >= size:
         if row.step >= len(row.steps) - 1:
@@ -198,11 +225,8 @@ def _judge(row: Rollout, policy: Policy) -> Event | None:
             grow_cohort(row, policy)
             row.reason = f"step {row.step - 1} passed; now at {list(row.steps)[row.step]} %"
         row.updated_at = now
-        row.save()
+        save_decision(row)
         return Event(row.id, row.state if row.state == "completed" else "advanced")
-    if changed:
-        row.updated_at = now
-        row.save()
     return None
 
 
@@ -214,7 +238,7 @@ def _policy_tick(policy: Policy) -> Event | None:
         if not config or not policy.enabled:
             latest.state, latest.reason = "aborted", "the policy's rollout block was removed"
             latest.updated_at = utcnow()
-            latest.save()
+            save_decision(latest)
             return Event(latest.id, "aborted")
         return _judge(latest, policy)
     if not config or not policy.enabled:

@@ -22,16 +22,15 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import peewee
-
 from aami.server.db import tuples, write_transaction
 from aami.server.errors import Conflict, NotFound, ValidationFailed
-from aami.server.models import Rollout, RolloutTarget, ScriptExecution, Target
+from aami.server.models import Rollout, RolloutTarget, Target
 from aami.server.services import revision
 from aami.server.services.rollout_engine import (
     cohort_size,
     failure_ratio,
     lock,
+    save_decision,
     targets_on_new,
 )
 from aami.server.timefmt import iso, utcnow
@@ -134,20 +133,14 @@ def to_wire(row: Rollout, on_new: int | None = None) -> dict[str, Any]:
 
 def failing_targets(row: Rollout, limit: int = 100) -> list[dict[str, Any]]:
     """Cohort targets that reported failed runs of the new version, worst first."""
-    failed = peewee.fn.SUM(peewee.Case(None, [(ScriptExecution.success == False, 1)], 0))  # noqa: E712
-    query = (ScriptExecution
-             .select(ScriptExecution.target, Target.hostname, failed,
-                     peewee.fn.COUNT(ScriptExecution.id))
-             .join(Target, on=(Target.id == ScriptExecution.target))
-             .join(RolloutTarget, on=(RolloutTarget.target == ScriptExecution.target))
-             .where(RolloutTarget.rollout == row.id,
-                    ScriptExecution.script_policy == row.policy_id,
-                    ScriptExecution.script_version == row.to_version,
-                    ScriptExecution.received_at >= row.started_at)
-             .group_by(ScriptExecution.target, Target.hostname)
-             .having(failed > 0).order_by(failed.desc()).limit(limit))
-    return [{"target_id": t, "hostname": h, "runs_failed": int(f), "runs": int(n)}
-            for t, h, f, n in tuples(query)]
+    query = (RolloutTarget
+             .select(RolloutTarget.target, Target.hostname, RolloutTarget.runs_failed,
+                     RolloutTarget.runs_ok)
+             .join(Target, on=(Target.id == RolloutTarget.target))
+             .where(RolloutTarget.rollout == row.id, RolloutTarget.runs_failed > 0)
+             .order_by(RolloutTarget.runs_failed.desc(), Target.hostname).limit(limit))
+    return [{"target_id": t, "hostname": h, "runs_failed": int(f), "runs": int(f) + int(o)}
+            for t, h, f, o in tuples(query)]
 
 
 def get(rollout_id: int) -> dict[str, Any]:
@@ -193,6 +186,6 @@ def act(rollout_id: int, action: str, who: str) -> dict[str, Any]:
         if action == "resume":
             row.step_started_at = now  # the wait counts again from the resume
         row.updated_at = now
-        row.save()
+        save_decision(row)
         revision.bump()
     return get(rollout_id)

@@ -53,6 +53,7 @@ def _start(server: ServerProcess, rollout: dict, count: int = 10):  # type: igno
                            what="the rollout of the new version")
     assert running["state"] == "running" and running["from_version"] == OLD
     assert running["step"] == 0 and running["targets_total"] == count
+    time.sleep(1.2)  # every server process learns of a decision within ~1 s
     return agents, policy
 
 
@@ -76,7 +77,8 @@ def test_good_version_advances_to_every_target(pg_pair: ServerProcess) -> None:
     # it (allowing the other process one watcher period to learn of each step).
     assert sizes == {2, 5, 10} or sizes == {2, 5}, sizes
     assert all(not sim.flips_back(NEW, grace=1.5) for sim in agents)
-    assert set(run_round(agents, policy, lambda v: True).values()) == {NEW}
+    wait_until(lambda: set(run_round(agents, policy, lambda v: True).values()) == {NEW},
+               timeout=3, what="every target on the new version")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
