@@ -117,6 +117,8 @@ def test_bad_version_halts_at_the_first_step(backend: str, tmp_path: Path) -> No
         ui = UiClient(server.url)
         ui.login(server.token("operator"))
         assert "<progress" in ui.get("/ui/rollouts").text
+        assert "staged: 20 → 100 %" in ui.get(f"/ui/policies/{policy}").text
+        assert str(halted["id"]) in ui.get(f"/ui/rollouts?policy_id={policy}").text
         page = ui.get(f"/ui/rollouts/{halted['id']}")
         assert all(host in page.text for host in cohort) and 'id="rollout-abort"' in page.text
         aborted = ui.post(f"/ui/rollouts/{halted['id']}/abort", {"csrf_token": page.csrf()})

@@ -88,7 +88,8 @@ def test_form_becomes_the_api_body() -> None:
 
 @pytest.mark.parametrize(("change", "field"), [({"params": "[1]"}, "params"),
                                                ({"params": "{"}, "params"),
-                                               ({"priority": "high"}, "priority")])
+                                               ({"priority": "high"}, "priority"),
+                                               ({"rollout": "{steps"}, "rollout")])
 def test_bad_form_values_name_their_field(change: dict[str, str], field: str) -> None:
     with pytest.raises(FormError) as caught:
         body_from_form({**EMPTY_FORM, **change}, enabled=True)
@@ -104,3 +105,8 @@ def test_policy_round_trips_through_the_form() -> None:
     assert body["params"] == {"x": [1, 2]} and body["target"] == "n1"
     assert body["schedule"] == {"mode": "interval", "interval": "90s"}
     assert body["timeout"] == "20s" and body["version"] == "1.2.0" and body["priority"] == 5
+    assert body["rollout"] is None
+    # Editing a policy in the UI keeps its rollout block (docs/rollouts.md).
+    staged = {**policy, "rollout": {"steps": [10, 100], "wait_seconds": 60, "min_runs": 1,
+                                    "max_failure_ratio": 0.1, "on_failure": "halt"}}
+    assert body_from_form(form_from_policy(staged), enabled=True)["rollout"] == staged["rollout"]

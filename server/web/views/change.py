@@ -38,9 +38,10 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
 async def rollout_list(request: web.Request) -> web.StreamResponse:
     """Rollouts, newest first, each with a progress bar."""
     state = request.query.get("state", "")
+    policy = request.query.get("policy_id", "")
     rows, total = await request.app[DATABASE].run(
         rollouts.list_rollouts, state=state if state in rollouts.STATES else None,
-        limit=200)
+        policy_id=int(policy) if policy.isdigit() and len(policy) < 10 else None, limit=200)
     return render(request, "rollouts.html", {"rollouts": rows, "total": total,
                                              "state": state, "states": rollouts.STATES})
 
@@ -65,7 +66,7 @@ async def rollout_action(request: web.Request) -> web.StreamResponse:
 
 ROUTES = [
     page("GET", "/ui/audit", audit_page, query=(*AUDIT_FILTERS, "cursor")),
-    page("GET", "/ui/rollouts", rollout_list, query=("state",)),
+    page("GET", "/ui/rollouts", rollout_list, query=("state", "policy_id")),
     page("GET", "/ui/rollouts/{id}", rollout_detail),
     page("POST", "/ui/rollouts/{id}/{action}", rollout_action),
 ]

@@ -28,7 +28,7 @@ from aami.server.web.render import render
 from aami.server.web.views.targets import HISTORY_PAGE, HISTORY_QUERY, HistoryFilters
 
 FORM_FIELDS = ("name", "script", "version", "scope", "group", "target", "params", "mode",
-               "interval", "timeout", "run_as", "priority")
+               "interval", "timeout", "run_as", "priority", "rollout")
 # API error field -> form field
 _FIELD_MAP = {"schedule": "mode", "interval_seconds": "interval", "timeout_seconds": "timeout"}
 
@@ -72,6 +72,11 @@ def body_from_form(form: dict[str, str], enabled: bool) -> dict[str, Any]:
     }
     if form["timeout"]:
         body["timeout"] = form["timeout"]
+    # The rollout block (docs/rollouts.md) as JSON; empty: none. Kept across edits.
+    try:
+        body["rollout"] = json.loads(form.get("rollout") or "null")
+    except ValueError as exc:
+        raise FormError("rollout", f"not valid JSON: {exc}") from None
     return body
 
 
@@ -84,12 +89,13 @@ def form_from_policy(policy: dict[str, Any]) -> dict[str, str]:
         "mode": policy["schedule"]["mode"], "interval": f"{interval}s" if interval else "",
         "timeout": f"{policy['timeout_seconds']}s" if policy["timeout_seconds"] else "",
         "run_as": policy["run_as"] or "", "priority": str(policy["priority"]),
+        "rollout": json.dumps(policy["rollout"]) if policy.get("rollout") else "",
     }
 
 
 EMPTY_FORM = {"name": "", "script": "", "version": "latest", "scope": "global", "group": "",
               "target": "", "params": "{}", "mode": "interval", "interval": "60s",
-              "timeout": "", "run_as": "", "priority": "0"}
+              "timeout": "", "run_as": "", "priority": "0", "rollout": ""}
 
 
 async def policy_list(request: web.Request) -> web.StreamResponse:
