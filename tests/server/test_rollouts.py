@@ -108,6 +108,14 @@ def test_bad_version_halts_at_the_first_step(backend: str, tmp_path: Path) -> No
         detail = server.api("GET", f"/api/v1/rollouts/{halted['id']}", role="viewer").json
         assert {t["hostname"] for t in detail["failing_targets"]} <= cohort
         assert detail["failing_targets"]
+        # Explain names the rollout and the cohort behind each node's version.
+        for sim in agents[:4]:
+            [item] = server.api("GET", f"/api/v1/targets/{sim.target_id}/explain",
+                                role="viewer").json["policies"]
+            inside = sim.hostname in cohort
+            assert item["version"]["rollout_id"] == halted["id"]
+            assert item["version"]["in_cohort"] is inside
+            assert item["version"]["resolved"] == (NEW if inside else OLD)
         # Halt: the cohort keeps the new version, nobody else ever gets it.
         for _ in range(4):
             assert _on_new(run_round(agents, policy, lambda v: v == OLD)) == cohort
@@ -221,3 +229,27 @@ def test_restart_mid_rollout_resumes(tmp_path: Path) -> None:
 
             wait_until(done, timeout=25, what="completion after the restart")
             assert tokens  # the same agents, the same credentials, across the restart
+
+
+def test_an_edited_pin_starts_a_rollout(tmp_path: Path) -> None:
+    with fresh_database("sqlite", tmp_path) as url, ServerProcess.start(url, tmp_path) as server:
+        agents = fleet(server, 4)
+        publish_script(url, SCRIPT, OLD, b"#!/bin/sh\necho old\n")
+        publish_script(url, SCRIPT, NEW, b"#!/bin/sh\necho new\n")
+        reply = server.api("POST", "/api/v1/policies", role="operator", json_body={
+            "name": "pinned", "script": SCRIPT, "version": OLD, "scope": "global",
+            "schedule": {"mode": "once"}, "rollout": {"steps": [50, 100], "wait": "1h"}})
+        assert reply.status == 201, reply.body
+        policy = reply.json["id"]
+        wait_rollout(server, policy, lambda r: r["to_version"] == OLD, what="the baseline")
+        assert set(run_round(agents, policy, lambda v: True).values()) == {OLD}
+        assert server.api("PATCH", f"/api/v1/policies/{policy}", role="operator",
+                          json_body={"version": NEW}).status == 200
+        started = wait_rollout(server, policy, lambda r: r["to_version"] == NEW,
+                               what="the rollout of the new pin")
+        assert started["from_version"] == OLD and started["state"] == "running"
+        time.sleep(1.2)
+        assert len(_on_new(run_round(agents, policy, lambda v: True))) == 2
+        bad = server.api("PATCH", f"/api/v1/policies/{policy}", role="operator",
+                         json_body={"rollout": {"steps": [50, 10]}})
+        assert bad.status == 400 and bad.json["details"]["field"].startswith("body.rollout")
