@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import urllib.parse
 import urllib.request
@@ -225,8 +226,12 @@ def test_bootstrap_token_shown_once_with_install_command(fleet: Fleet) -> None:
     assert page.status == 200
     token = re.search(r'id="new-token">(aami_bst_[^<]+)<', page.text).group(1)
     url = fleet.server.url
-    assert (f"curl -fsSL {url}/install-agent.sh | bash -s -- --server {url} --token {token}"
-            in page.text)
+    command = html.unescape(re.search(r'id="install-command">(.*?)</pre>', page.text,
+                                      re.S).group(1))
+    # The documented, verified node install (docs/install.md), filled in for this server.
+    assert command.startswith(f"SERVER={url} ") and f"BOOTSTRAP_TOKEN={token}\n" in command
+    assert "openssl pkeyutl -verify" in command and "sha256sum --check --strict" in command
+    assert '--release-key "$RELEASE_PUB"' in command and "| bash" not in command
     assert token not in client.get("/ui/bootstrap-tokens").text  # never shown again
     bad = client.post("/ui/bootstrap-tokens", {"csrf_token": client.csrf(), "max_uses": "0",
                                                "expires": "soon", "group": ""})
