@@ -176,11 +176,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval")
     parser.add_argument("--short", action="store_true",
                         help="10 agents, 4 minutes, a server kill and a hostile window")
+    parser.add_argument("--faults", help="comma-separated, in order (default: all five; "
+                        f"{', '.join(SoakConfig.faults)})")
     parser.add_argument("--report", type=Path, default=SoakConfig.report)
     parser.add_argument("--work", type=Path, default=SoakConfig.work)
     args = parser.parse_args(argv)
     given = {k: v for k, v in {"agents": args.agents, "minutes": args.minutes,
                                "interval": args.interval}.items() if v is not None}
+    if args.faults is not None:
+        faults = tuple(f for f in args.faults.split(",") if f)
+        unknown = sorted(set(faults) - set(SoakConfig.faults))
+        if unknown:
+            parser.error(f"--faults: unknown fault {unknown[0]!r}")
+        given["faults"] = faults
     config = replace(SHORT if args.short else SoakConfig(), **given, work=args.work,
                      report=args.report)
     report = run_soak(config)
