@@ -70,7 +70,7 @@ def create_bootstrap_token(*, name: str = "", max_uses: int = 1,
                 group_row = groups.by_name(group)
             except NotFound:
                 # A missing object named in a body is 422 everywhere (docs/api.md).
-                raise Unprocessable(f"body.group: group {group!r} does not exist",
+                raise Unprocessable(f"group {group!r} does not exist",
                                     code="UNKNOWN_GROUP",
                                     details={"field": "body.group", "name": group}) from None
         row = BootstrapToken.create(
