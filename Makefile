@@ -108,9 +108,18 @@ catalog: $(STAMP)
 	$(BIN)/python checks/build_catalog.py --key "$(or $(PUBLISHER_KEY),$(DEV_PUBLISHER_KEY))" \
 	    --out "$(CATALOG_DIR)" --runner-user "$(RUNNER_USER)" --aami $(BIN)/aami
 
-# The signed offline bundle, built by dist/aami (docs/install.md, "The release key").
-bundle: binaries
-	bash packaging/make-bundle.sh
+# The signed offline bundle, built by dist/aami (docs/install.md, "The release key"),
+# carrying the signed check catalog and its example policies (docs/checks.md). Nodes
+# trust AAMI_TRUSTED_KEYS, or else the key that signed the catalog (its .pub beside it).
+CATALOG_TRUST := build/catalog-trusted-keys
+bundle: binaries catalog
+	@if [ -z "$$AAMI_TRUSTED_KEYS" ]; then \
+	  rm -rf $(CATALOG_TRUST) && mkdir -p $(CATALOG_TRUST) && \
+	  cp "$(basename $(or $(PUBLISHER_KEY),$(DEV_PUBLISHER_KEY))).pub" $(CATALOG_TRUST)/; \
+	fi
+	AAMI_TRUSTED_KEYS="$${AAMI_TRUSTED_KEYS:-$(CATALOG_TRUST)}" \
+	AAMI_BUNDLE_SCRIPTS=$(CATALOG_DIR) AAMI_BUNDLE_POLICIES=examples/policies/gpu-nodes.yaml \
+	    bash packaging/make-bundle.sh
 
 # Boots systemd in nspawn containers (root; scripts/install-system-deps.sh); also in `make test`.
 system-test: $(STAMP)

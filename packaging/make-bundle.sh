@@ -9,6 +9,10 @@
 #                        build/dev-release-key/ and a warning says the bundle is not a
 #                        release: nodes must never pin that key.
 #   AAMI_TRUSTED_KEYS    optional folder of publisher *.pub keys nodes will trust
+#   AAMI_BUNDLE_SCRIPTS  optional folder of *.signed.json scripts to carry (`make bundle`
+#                        passes the signed check catalog, build/catalog: `make catalog`)
+#   AAMI_BUNDLE_POLICIES optional policy YAML to carry (`make bundle` passes
+#                        examples/policies/gpu-nodes.yaml with the catalog)
 #   AAMI_BUNDLE_VERSION  default: the version in pyproject.toml
 #   DIST                 where the binaries are (default: dist/)
 #   BUNDLE_OUT           where the bundle goes (default: DIST)
@@ -49,7 +53,15 @@ fi
 mkdir -p -- "$OUT"
 out=$OUT/aami-bundle-$version.tar.gz
 args=(bundle build --key "$key" --out "$out" --dist "$DIST" --version "$version" --quiet)
-[[ -z ${AAMI_TRUSTED_KEYS:-} ]] || args+=(--trusted-keys "$AAMI_TRUSTED_KEYS")
+[[ -z ${AAMI_TRUSTED_KEYS:-} ]] || args+=(--trusted-keys "$(realpath -- "$AAMI_TRUSTED_KEYS")")
+if [[ -n ${AAMI_BUNDLE_SCRIPTS:-} ]]; then
+    [[ -d $AAMI_BUNDLE_SCRIPTS ]] || fail "AAMI_BUNDLE_SCRIPTS: no folder $AAMI_BUNDLE_SCRIPTS" 2
+    args+=(--scripts "$(realpath -- "$AAMI_BUNDLE_SCRIPTS")")
+fi
+if [[ -n ${AAMI_BUNDLE_POLICIES:-} ]]; then
+    [[ -r $AAMI_BUNDLE_POLICIES ]] || fail "AAMI_BUNDLE_POLICIES: cannot read $AAMI_BUNDLE_POLICIES" 2
+    args+=(--policies "$(realpath -- "$AAMI_BUNDLE_POLICIES")")
+fi
 # Run from an empty directory: the binary must find what it packs inside itself,
 # not in a project tree that happens to be the working directory.
 work=$(mktemp -d)

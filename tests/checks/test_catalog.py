@@ -17,7 +17,7 @@ import yaml
 from aami import trust
 from aami.bundle.build import BINARIES
 from tests.checks.replay import CHECKS, ROOT
-from tests.harness import require
+from tests.harness import ServerProcess, require, run_cli
 
 BIN = Path(sys.executable).parent
 NAMES = sorted(p.parent.name for p in CHECKS.glob("*/manifest.json"))
@@ -118,6 +118,23 @@ def test_bundle_build_takes_the_catalog_and_the_example_policies(
     for name in NAMES:
         assert f"scripts/{name}.signed.json" in members, sorted(members)
     assert "policies/gpu-nodes.yaml" in members
+    # The site imports it (`aami-server import`, its gpu-nodes group made first, as
+    # docs/checks.md says): every check lands. This catalog was signed for the runner
+    # user gpu-mon, so the example policies that name aami-runner are refused by the
+    # signed statement, and only the root ones are created: a site that signs for
+    # another user edits run_as in its policies.
+    root_checks = [n for n in NAMES
+                   if json.loads((CHECKS / n / "manifest.json").read_text())["run_as"] == "root"]
+    with ServerProcess.start(f"sqlite:///{tmp_path / 'site.db'}", tmp_path) as server:
+        assert server.api("POST", "/api/v1/groups",
+                          json_body={"name": "gpu-nodes"}).status == 201
+        imported = run_cli("aami-server", "import", str(bundle), "--key",
+                           str(tmp_path / "release.pub"), "--database", server.database_url)
+        assert f"scripts stored {len(NAMES)}" in imported.stdout, imported.stdout
+        assert f"policies created {len(root_checks)}" in imported.stdout, imported.stdout
+        assert imported.stderr.count("RUN_AS_NOT_ALLOWED") == len(NAMES) - len(root_checks)
+        stored = server.api("GET", "/api/v1/scripts?limit=500").json["data"]
+        assert sorted(s["name"] for s in stored) == NAMES
 
 
 def test_unknown_schema_keyword_is_refused_at_signing(tmp_path: Path) -> None:
