@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction,
     bcreate.add_argument("--name", default="")
     bcreate.add_argument("--allow-rebind", action="store_true",
                          help="may take over a hostname that already has an agent")
+    bcreate.add_argument("--hostname",
+                         help="only this node may register with it (and claim its target "
+                              "if created in advance)")
     add_flags(bcreate)
     bcreate.set_defaults(remote=create_bootstrap_token)
 
@@ -80,6 +83,8 @@ def create_bootstrap_token(args: argparse.Namespace, client: ApiClient) -> int:
     }
     if args.group:
         body["group"] = args.group
+    if args.hostname:
+        body["hostname"] = args.hostname
     reply = client.post("/bootstrap-tokens", body)
     print(reply.body["token"])
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     bcreate.add_argument("--name", default="")
     bcreate.add_argument("--allow-rebind", action="store_true",
                          help="may take over a hostname that already has an agent")
+    bcreate.add_argument("--hostname",
+                         help="only this node may register with it (and claim its target "
+                              "if created in advance)")
     imp = sub.add_parser("import", help="import a verified offline bundle's keys, scripts "
                          "and policies")
     _common(imp)
@@ -117,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lifetime = parse_duration(args.expires)
             except ValueError as exc:
                 raise ConfigError(f"--expires: {exc}") from None
+            if args.hostname is not None and not _is_hostname(args.hostname):
+                raise ConfigError(f"--hostname: {args.hostname!r} is not a hostname "
+                                  "(letters, digits, '.' and '-')")
         if args.command == "audit" and args.audit_command == "prune":
             try:
                 lifetime = parse_duration(args.older_than)
@@ -154,6 +161,13 @@ def _check_database_named(args: argparse.Namespace, config: ServerConfig) -> Non
         "no database named: give --config FILE (database.url), --database URL or "
         "AAMI_DATABASE_URL; ./aami.db does not exist and is not created unasked"
     )
+
+
+def _is_hostname(value: str) -> bool:
+    from aami.server.schemas import HOSTNAME
+
+    return len(value) <= HOSTNAME["maxLength"] and re.fullmatch(
+        HOSTNAME["pattern"], value) is not None
 
 
 def describe_database(url: str) -> str:
@@ -203,11 +217,12 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float,
             expires = utcnow() + timedelta(seconds=lifetime) if lifetime else None
             secret, made = create_bootstrap_token(
                 name=args.name, max_uses=args.max_uses, expires_at=expires,
-                group=args.group, allow_rebind=args.allow_rebind,
+                group=args.group, allow_rebind=args.allow_rebind, hostname=args.hostname,
             )
             _audit_cli("bootstrap-token.create", "bootstrap-token", made.get("id"),
                        {"name": args.name, "max_uses": args.max_uses, "group": args.group,
-                        "expires": args.expires, "allow_rebind": args.allow_rebind})
+                        "expires": args.expires, "allow_rebind": args.allow_rebind,
+                        "hostname": args.hostname})
             print(secret)
         elif args.command == "audit":
             return _audit(args, lifetime)

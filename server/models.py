@@ -179,6 +179,9 @@ class BootstrapToken(BaseModel):
     group = peewee.ForeignKeyField(Group, null=True, on_delete="SET NULL")
     # May this token re-bind a hostname that already has an agent? (re-imaged nodes)
     allow_rebind = peewee.BooleanField(default=False)
+    # Scoped to one node: registers only this hostname, and may claim its target
+    # when an admin created it in advance (services/registration.py).
+    hostname = peewee.CharField(max_length=253, null=True)
     revoked = peewee.BooleanField(default=False)
     created_at = peewee.DateTimeField(default=utcnow)
 

@@ -59,6 +59,10 @@ DOMAIN_ERRORS: dict[str, dict[int, str]] = {
         409: "a policy of this name exists",
         422: f"{_MISSING}, params do not satisfy the script's signed schema, or the "
              "change leaves the stored policy invalid (a group on a global policy)"},
+    "POST /api/v1/agent/register": {
+        403: "the bootstrap token is scoped to another hostname",
+        409: "the hostname has an agent, or was created in advance, and the token may "
+             "not claim it (docs/security.md)"},
     "POST /api/v1/bootstrap-tokens": {
         422: f"{_MISSING} (group), or expires_at is not a calendar date or is past"},
     "POST /api/v1/targets/{id}/force-run": {

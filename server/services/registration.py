@@ -10,8 +10,11 @@ Rules, each with the attack or accident it stops:
   attacker impersonate an existing node); with it, the old agent tokens are revoked
   (a re-imaged node replaces its former self).
 * A target an admin created in advance (no agent has ever held a token for it) is
-  claimed only with `allow_rebind` too: whoever holds an ordinary bootstrap token
-  must not pick up the target-scoped policies and parameters waiting for that node.
+  claimed only with `allow_rebind`, or with a token scoped to that hostname:
+  whoever holds an ordinary bootstrap token must not pick up the target-scoped
+  policies and parameters waiting for that node.
+* A token scoped to a hostname registers that hostname and no other (403): handed
+  to one node's installer, it cannot enrol a stranger, nor claim other nodes.
 * The new token is returned once; only its hash is stored.
 """
 
@@ -23,7 +26,7 @@ from typing import Any
 from peewee import IntegrityError
 
 from aami.server.db import is_postgres, write_transaction
-from aami.server.errors import Conflict, InvalidToken
+from aami.server.errors import Conflict, Forbidden, InvalidToken
 from aami.server.models import (
     AgentStatus,
     AgentToken,
@@ -53,6 +56,7 @@ class Grant:
 
     group_id: int | None
     allow_rebind: bool
+    hostname: str | None = None  # the one hostname this token may register
 
 
 def take_use(token_id: int) -> Grant:
@@ -63,7 +67,7 @@ def take_use(token_id: int) -> Grant:
     does not wait for the disk: the registration transaction that follows commits
     synchronously, and WAL is flushed in order, so by the time the agent holds its
     token the use is durable too (and a crash before that loses both together).
-    The UPDATE returns the token's group and rebind flag: no second read.
+    The UPDATE returns what the token says about the target: no second read.
     """
     now = utcnow()
     with write_transaction():
@@ -75,12 +79,13 @@ def take_use(token_id: int) -> Grant:
                             BootstrapToken.revoked == False,  # noqa: E712
                             BootstrapToken.expires_at.is_null()
                             | (BootstrapToken.expires_at > now))
-                     .returning(BootstrapToken.group, BootstrapToken.allow_rebind)
+                     .returning(BootstrapToken.group, BootstrapToken.allow_rebind,
+                                BootstrapToken.hostname)
                      .tuples().execute())
     if len(taken) != 1:
         raise InvalidToken("the bootstrap token is used up, revoked or expired")
-    group_id, allow_rebind = taken[0]
-    return Grant(group_id, bool(allow_rebind))
+    group_id, allow_rebind, hostname = taken[0]
+    return Grant(group_id, bool(allow_rebind), hostname)
 
 
 def give_back_use(token_id: int) -> None:
@@ -89,12 +94,14 @@ def give_back_use(token_id: int) -> None:
         BootstrapToken.id == token_id, BootstrapToken.uses > 0).execute()
 
 
-def _bind_existing(target: Target, allow_rebind: bool) -> tuple[str, ...]:
+def _bind_existing(target: Target, grant: Grant) -> tuple[str, ...]:
+    allow_rebind = grant.allow_rebind
     tokens = list(AgentToken.select().where(AgentToken.target == target.id))
-    if not tokens and not allow_rebind:
+    if not tokens and not allow_rebind and grant.hostname != target.hostname:
         raise Conflict(
             f"hostname {target.hostname!r} was created in advance and has no agent yet; "
-            "claim it with a bootstrap token created with --allow-rebind",
+            "claim it with a bootstrap token created for it (--hostname) or with "
+            "--allow-rebind",
             details={"field": "hostname", "target_id": target.id})
     live = [t for t in tokens if t.revoked_at is None]
     if live and not allow_rebind:
@@ -117,6 +124,12 @@ def register(bootstrap_token_id: int, body: dict[str, Any], *,
     assignment cache, which the agent's first poll needs anyway.
     """
     grant = take_use(bootstrap_token_id)
+    if grant.hostname is not None and grant.hostname != body["hostname"]:
+        give_back_use(bootstrap_token_id)
+        raise Forbidden(
+            f"this bootstrap token is for hostname {grant.hostname!r}, "
+            f"not {body['hostname']!r}",
+            code="HOSTNAME_NOT_ALLOWED", details={"field": "hostname"})
     try:
         return _register(grant, body, default_heartbeat=default_heartbeat)
     except BaseException:
@@ -139,7 +152,7 @@ def _register(grant: Grant, body: dict[str, Any], *, default_heartbeat: int) -> 
             else:
                 target = Target.get(Target.hostname == hostname)
                 target_id, existed = target.id, True
-                revoked = _bind_existing(target, grant.allow_rebind)
+                revoked = _bind_existing(target, grant)
             joined = grant.group_id is not None and (not existed or not TargetGroup.select().where(
                 TargetGroup.target == target_id, TargetGroup.group == grant.group_id).exists())
             if joined:

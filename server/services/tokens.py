@@ -55,13 +55,15 @@ def bootstrap_to_wire(row: BootstrapToken) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "prefix": row.prefix, "max_uses": row.max_uses,
             "uses": row.uses, "expires_at": iso(row.expires_at),
             "group": row.group.name if row.group is not None else None,
-            "allow_rebind": row.allow_rebind, "revoked": row.revoked,
+            "allow_rebind": row.allow_rebind, "hostname": row.hostname,
+            "revoked": row.revoked,
             "created_at": iso(row.created_at)}
 
 
 def create_bootstrap_token(*, name: str = "", max_uses: int = 1,
                            expires_at: datetime | None = None, group: str | None = None,
-                           allow_rebind: bool = False) -> tuple[str, dict[str, Any]]:
+                           allow_rebind: bool = False, hostname: str | None = None,
+                           ) -> tuple[str, dict[str, Any]]:
     token = new_token(TokenKind.BOOTSTRAP)
     with write_transaction():
         group_row: Group | None = None
@@ -76,6 +78,7 @@ def create_bootstrap_token(*, name: str = "", max_uses: int = 1,
         row = BootstrapToken.create(
             name=name, token_hash=token.token_hash, prefix=token.prefix, max_uses=max_uses,
             expires_at=expires_at, group=group_row, allow_rebind=allow_rebind,
+            hostname=hostname,
         )
     return token.secret, bootstrap_to_wire(row)
 

@@ -42,3 +42,18 @@ def test_bootstrap_token_for_a_missing_group_and_bad_flags(shared_server: Server
     assert bad.code == 2 and "--expires" in bad.err
     uses = aami("bootstrap-token", "create", "--max-uses", "0", env=env)
     assert uses.code == 2 and "--max-uses" in uses.err
+
+
+def test_bootstrap_token_for_one_node(shared_server: ServerProcess) -> None:
+    env = {"AAMI_SERVER": shared_server.url, "AAMI_TOKEN": shared_server.token("admin")}
+    host = f"node-{uuid.uuid4().hex[:8]}"
+    made = aami("bootstrap-token", "create", "--hostname", host, env=env)
+    assert made.code == 0, made.err
+    body = {"agent_version": "1.0", "system_info": {}}
+    url = f"{shared_server.url}/api/v1/agent/register"
+    other = http("POST", url, token=made.out.strip(), json_body={**body, "hostname": "x" + host})
+    assert other.status == 403 and other.json["code"] == "HOSTNAME_NOT_ALLOWED"
+    mine = http("POST", url, token=made.out.strip(), json_body={**body, "hostname": host})
+    assert mine.status == 201, mine.body
+    bad = aami("bootstrap-token", "create", "--hostname", "no such host", env=env)
+    assert bad.code == 1 and "hostname" in bad.err, bad.err

@@ -6,7 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from aami.server.models import AgentStatus, BootstrapToken, Target, TargetGroup
-from tests.harness import ServerProcess, http
+from tests.harness import ServerProcess, http, run_cli
 from tests.server.test_agent_fixtures import agent, create_group, direct_db, register
 
 HEARTBEAT = {"agent_version": "1.0.0", "uptime_seconds": 1}
@@ -154,3 +154,46 @@ def test_a_target_created_in_advance_is_claimed_only_with_allow_rebind(
     # The refused attempt gave its use back.
     uses = {t["prefix"]: t["uses"] for t in s.api("GET", "/api/v1/bootstrap-tokens").json["data"]}
     assert 0 in uses.values()
+
+
+def test_a_token_scoped_to_a_hostname_registers_that_node_only(
+    live_server: ServerProcess,
+) -> None:
+    """The other way to claim a target made in advance: a token for that node alone,
+    which cannot enrol a stranger nor take over a node that already has an agent."""
+    s = live_server
+    created = s.api("POST", "/api/v1/targets", json_body={"hostname": "gpu-reserved"})
+    assert created.status == 201
+    # From the API, as the web UI and `aami bootstrap-token create --hostname` send it.
+    made = s.api("POST", "/api/v1/bootstrap-tokens",
+                 json_body={"max_uses": 2, "hostname": "gpu-reserved"})
+    assert made.status == 201 and made.json["hostname"] == "gpu-reserved", made.body
+    scoped = made.json["token"]
+
+    stranger = _register(s, scoped, "gpu-stranger")
+    assert stranger.status == 403 and stranger.json["code"] == "HOSTNAME_NOT_ALLOWED"
+    assert stranger.json["details"]["field"] == "hostname"
+    assert "gpu-reserved" in stranger.json["error"]
+    claimed = _register(s, scoped, "gpu-reserved")
+    assert claimed.status == 201, claimed.body
+    assert claimed.json["target_id"] == created.json["id"]
+    # Scoped is not rebind: the node now has an agent, and a second use cannot replace it.
+    again = _register(s, scoped, "gpu-reserved")
+    assert again.status == 409 and again.json["code"] == "CONFLICT"
+    rows = {t["prefix"]: t for t in s.api("GET", "/api/v1/bootstrap-tokens").json["data"]}
+    assert rows[made.json["prefix"]]["uses"] == 1  # the refusals gave their uses back
+    with direct_db(s.database_url):
+        assert not Target.select().where(Target.hostname == "gpu-stranger").exists()
+
+    # The server's own CLI makes the same token, and refuses what is not a hostname.
+    from_cli = s.bootstrap_token("--hostname", "gpu-cli")
+    assert _register(s, from_cli, "gpu-other").status == 403
+    assert _register(s, from_cli, "gpu-cli").status == 201
+    bad = run_cli("aami-server", "bootstrap-token", "create", "--database", s.database_url,
+                  "--hostname", "not a host", check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "aami-server: error: --hostname: 'not a host' is not a hostname "
+        "(letters, digits, '.' and '-')")
+    bad_api = s.api("POST", "/api/v1/bootstrap-tokens", json_body={"hostname": "-x y"})
+    assert bad_api.status == 400 and bad_api.json["details"]["field"] == "body.hostname"

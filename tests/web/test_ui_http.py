@@ -236,6 +236,16 @@ def test_bootstrap_token_shown_once_with_install_command(fleet: Fleet) -> None:
     bad = client.post("/ui/bootstrap-tokens", {"csrf_token": client.csrf(), "max_uses": "0",
                                                "expires": "soon", "group": ""})
     assert bad.status == 400 and 'id="err-max_uses"' in bad.text and 'id="err-expires"' in bad.text
+    # A token for one node only: the page says so, the API lists it, a bad name is refused.
+    scoped = client.post("/ui/bootstrap-tokens", {"csrf_token": client.csrf(), "max_uses": "1",
+                                                  "expires": "1d", "hostname": "gpu-77"})
+    assert scoped.status == 200 and "only node gpu-77 may register with it" in scoped.text
+    listed = fleet.server.api("GET", "/api/v1/bootstrap-tokens").json["data"]
+    assert [t["hostname"] for t in listed if t["hostname"]] == ["gpu-77"]
+    bad_host = client.post("/ui/bootstrap-tokens", {"csrf_token": client.csrf(),
+                                                    "max_uses": "1", "expires": "1d",
+                                                    "hostname": "gpu 77\n"})
+    assert bad_host.status == 400 and 'id="err-hostname"' in bad_host.text
 
 
 def test_publisher_key_register_and_revoke(fleet: Fleet, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ from aami.server.appkeys import AUTHENTICATOR, DATABASE
 from aami.server.errors import Unprocessable
 from aami.server.routing import ADMIN, Call, Route, json_reply
 from aami.server.schemas import (
+    HOSTNAME,
     ID_PATH,
     NAME,
     NULLABLE_TIMESTAMP,
@@ -48,13 +49,13 @@ API_TOKEN = {
 BOOTSTRAP_TOKEN = {
     "type": "object",
     "required": ["id", "name", "prefix", "max_uses", "uses", "expires_at", "group",
-                 "allow_rebind", "revoked", "created_at"],
+                 "allow_rebind", "hostname", "revoked", "created_at"],
     "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"}, "prefix": {"type": "string"},
         "max_uses": {"type": "integer"}, "uses": {"type": "integer"},
         "expires_at": NULLABLE_TIMESTAMP, "group": {"type": ["string", "null"]},
-        "allow_rebind": {"type": "boolean"}, "revoked": {"type": "boolean"},
-        "created_at": TIMESTAMP,
+        "allow_rebind": {"type": "boolean"}, "hostname": nullable(HOSTNAME),
+        "revoked": {"type": "boolean"}, "created_at": TIMESTAMP,
     },
 }
 
@@ -72,6 +73,8 @@ BOOTSTRAP_CREATE = {**obj([], {
     "expires_at": TIME_IN,
     "group": nullable(NAME),
     "allow_rebind": {"type": "boolean"},
+    # Only this node may register with it (and claim its pre-created target).
+    "hostname": nullable(HOSTNAME),
     # A lifetime or an end, not both (neither: 30 days).
 }), **at_most_one("expires_in_seconds", "expires_at")}
 PAGING = {"limit": limit_query(), "offset": OFFSET_QUERY}
@@ -126,7 +129,7 @@ async def create_bootstrap(call: Call) -> web.Response:
     secret, row = await call.app[DATABASE].run(
         tokens.create_bootstrap_token, name=body.get("name", ""),
         max_uses=body.get("max_uses", 1), expires_at=_expiry(body), group=body.get("group"),
-        allow_rebind=body.get("allow_rebind", False))
+        allow_rebind=body.get("allow_rebind", False), hostname=body.get("hostname"))
     return json_reply({**row, "token": secret}, status=201)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from aami.server.appkeys import DATABASE
 from aami.server.errors import ApiError
 from aami.server.http_errors import status_of
-from aami.server.schemas import GROUP_CREATE_BODY
+from aami.server.schemas import GROUP_CREATE_BODY, HOSTNAME
 from aami.server.services import groups, targets, tokens, ui_queries
 from aami.server.timefmt import utcnow
 from aami.server.tokens import Role
@@ -93,14 +94,15 @@ async def bootstrap_list(request: web.Request, *, created: dict[str, Any] | None
         "tokens": rows, "groups": [g["name"] for g in group_rows], "created": created,
         "server_url": server_url, "errors": errors or {},
         "form": form or {"name": "", "max_uses": "1", "expires": DEFAULT_BOOTSTRAP_EXPIRY,
-                         "group": ""}}, status=status)
+                         "group": "", "hostname": ""}}, status=status)
 
 
 async def bootstrap_create(request: web.Request) -> web.StreamResponse:
     """Create a bootstrap token (admin); the secret is shown on this answer only."""
     require_role(request, Role.ADMIN)
     form = await request.post()
-    values = {k: str(form.get(k, "")).strip() for k in ("name", "max_uses", "expires", "group")}
+    values = {k: str(form.get(k, "")).strip()
+              for k in ("name", "max_uses", "expires", "group", "hostname")}
     errors: dict[str, str] = {}
     max_uses = int(values["max_uses"]) if values["max_uses"].isdigit() else 0
     if not 1 <= max_uses <= 1_000_000:
@@ -114,12 +116,16 @@ async def bootstrap_create(request: web.Request) -> web.StreamResponse:
         seconds = 0
     if len(values["name"]) > 128:
         errors["name"] = "at most 128 characters"
+    if values["hostname"] and (len(values["hostname"]) > HOSTNAME["maxLength"] or not re.fullmatch(
+            HOSTNAME["pattern"], values["hostname"])):
+        errors["hostname"] = "a hostname: letters, digits, '.' and '-'"
     if errors:
         return await bootstrap_list(request, errors=errors, form=values, status=400)
     try:
         secret, row = await request.app[DATABASE].run(
             tokens.create_bootstrap_token, name=values["name"], max_uses=max_uses,
-            expires_at=utcnow() + timedelta(seconds=seconds), group=values["group"] or None)
+            expires_at=utcnow() + timedelta(seconds=seconds), group=values["group"] or None,
+            hostname=values["hostname"] or None)
     except ApiError as exc:
         return await bootstrap_list(request, errors={"group": exc.message}, form=values,
                                     status=status_of(exc))
