@@ -54,6 +54,16 @@ def test_document_is_valid_openapi_31(document: dict[str, Any]) -> None:
                     jsonschema.Draft202012Validator.check_schema(media["schema"])
 
 
+def test_openapi_spec_validator_accepts_the_document(document: dict[str, Any]) -> None:
+    """A second opinion from a validator nobody here wrote (it also resolves every
+    $ref and checks path parameters against the path templates)."""
+    from openapi_spec_validator import OpenAPIV31SpecValidator
+
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in OpenAPIV31SpecValidator(document).iter_errors()]
+    assert errors == []
+
+
 def test_every_served_api_route_is_documented(document: dict[str, Any]) -> None:
     hidden = {(r.method.lower(), r.path) for r in all_routes() if not r.in_openapi}
     undocumented = _served() - _documented(document) - hidden
