@@ -68,7 +68,7 @@ def create_app(config: ServerConfig) -> web.Application:
     web_ui.SETUP(app)
     app.cleanup_ctx.append(loop_lag_ctx)
     app.cleanup_ctx.append(database_ctx)
-    for package in (admin, operations, agent, rollouts, web_ui):
+    for package in (admin, operations, agent, rollouts, audit, web_ui):
         app.cleanup_ctx.extend(getattr(package, "CLEANUP_CONTEXTS", []))
     if config.legacy_checks:
         log.warning(

@@ -77,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     aud = sub.add_parser("audit", help="the hash-chained audit log (docs/security.md)")
     aud_sub = aud.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
-    _common(aud_sub.add_parser("verify", help="exit 1 naming the first entry that breaks "
-                               "the chain"))
+    verify = aud_sub.add_parser("verify", help="exit 1 naming the first entry that breaks "
+                                "the chain")
+    _common(verify)
+    verify.add_argument("--expect-head", metavar="HASH",
+                        help="a head recorded earlier (from the server's log or an earlier "
+                             "verify): exit 1 unless the chain still holds it")
     prune = aud_sub.add_parser("prune", help="drop entries older than a duration, "
                                "keeping the chain verifiable (a checkpoint entry)")
     _common(prune)
@@ -124,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.hostname is not None and not _is_hostname(args.hostname):
                 raise ConfigError(f"--hostname: {args.hostname!r} is not a hostname "
                                   "(letters, digits, '.' and '-')")
+        if args.command == "audit" and args.audit_command == "verify" and \
+                args.expect_head is not None and not re.fullmatch(r"[0-9a-f]{64}",
+                                                                  args.expect_head):
+            raise ConfigError("--expect-head: expected the 64 hex digits of an entry's hash")
         if args.command == "audit" and args.audit_command == "prune":
             try:
                 lifetime = parse_duration(args.older_than)
@@ -246,7 +254,11 @@ def _audit(args: argparse.Namespace, older_than: float) -> int:
         print(f"dropped {result['dropped']} entries"
               + (f"; checkpoint {result['checkpoint_id']}" if result["dropped"] else ""))
         return 0
-    verdict = audit.verify()
+    verdict = audit.verify(args.expect_head)
+    if not verdict.ok and verdict.broken_id is None:
+        print(f"audit log broken: {verdict.reason} ({verdict.checked} entries verified, "
+              f"head {verdict.head})")
+        return 1
     if not verdict.ok:
         print(f"audit log broken at entry {verdict.broken_id}: {verdict.reason} "
               f"({verdict.checked} entries before it verified)")

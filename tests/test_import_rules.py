@@ -32,7 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 COMPONENTS = ("agent", "server", "trust", "bundle", "cli", "policyfile", "units")
 
 SERVER_MAIN = {"app", "serve", "cli", "supervisor", "bundle_import"}
-SERVER_HTTP = {"routing", "openapi", "appkeys", "http_errors", "http_metrics", "auth", "caches"}
+SERVER_HTTP = {"routing", "openapi", "appkeys", "http_errors", "http_metrics", "auth", "caches",
+               "background"}
 
 ALLOWED: dict[str, set[str]] = {
     "trust": set(),

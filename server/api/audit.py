@@ -10,10 +10,16 @@ secrets and bulky payloads left out), a request id (the caller's `X-Request-Id`,
 or one made here, echoed in the response) and the source address. Refused and
 failed requests change nothing, so they are not recorded. The server's own CLI
 records its actions directly (server/cli.py).
+
+The chain's head is logged at start-up and whenever it changed, checked every
+HEAD_LOG_SECONDS: the journal (shipped off the host at most sites) then holds heads
+that `aami-server audit verify --expect-head` can pin, which someone who rewrites the
+database cannot reach.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -24,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from aami.server.appkeys import AUTHENTICATOR, DATABASE
+from aami.server.background import background
 from aami.server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal
 from aami.server.routing import ADMIN, Call, Route, json_reply
 from aami.server.schemas import RFC3339_PATTERN, TIMESTAMP, limit_query, list_of, nullable, obj
@@ -229,3 +236,23 @@ ROUTES = [
           responses={200: list_of(ENTRY)}),
 ]
 MIDDLEWARES = [audit_middleware]
+HEAD_LOG_SECONDS = 300
+
+
+async def _log_head_forever(app: web.Application) -> None:
+    logged: tuple[int, str] | None = None
+    while True:
+        try:
+            current = await app[DATABASE].run(audit.head)
+            if current is not None and current != logged:
+                log.info("audit head: entry %d, hash %s (pin it: aami-server audit verify "
+                         "--expect-head HASH)", *current)
+                logged = current
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database may be away for a while
+            log.warning("could not read the audit head: %s", exc)
+        await asyncio.sleep(HEAD_LOG_SECONDS)
+
+
+CLEANUP_CONTEXTS = [background("aami-audit-head", _log_head_forever)]

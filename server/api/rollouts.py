@@ -6,13 +6,12 @@ rollouts' own decisions once a second (services/rollout_engine.py)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from aami.server.appkeys import AGENT_CACHE, DATABASE
+from aami.server.background import background
 from aami.server.routing import OPERATOR, VIEWER, Call, CallHandler, Route, json_reply
 from aami.server.schemas import ID_PATH, OFFSET_QUERY, limit_query, list_of, nullable, obj
 from aami.server.services import explain, rollout_engine, rollouts
@@ -90,14 +89,6 @@ async def _decide_forever(app: web.Application) -> None:
         await asyncio.sleep(TICK_SECONDS)
 
 
-async def rollouts_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_decide_forever(app), name="aami-rollouts")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 TAG = "rollouts"
 _ACTIONS = {"pause": "Pause a rollout where it is",
             "resume": "Resume a paused rollout",
@@ -118,4 +109,4 @@ ROUTES = [
           "Why a target runs what it runs: every candidate policy and why it won or lost",
           VIEWER, "targets", path_params=ID_PATH, responses={200: EXPLAIN}),
 ]
-CLEANUP_CONTEXTS = [rollouts_ctx]
+CLEANUP_CONTEXTS = [background("aami-rollouts", _decide_forever)]

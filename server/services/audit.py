@@ -11,8 +11,10 @@ the SHA-256 of `prev_hash` and its canonical fields. So:
 
 What the chain cannot show on its own: someone with write access to the database
 who rewrites the whole chain from some entry on, or removes the newest entries.
-`verify` returns the head hash; recording it elsewhere (a ticket, a syslog host)
-from time to time pins everything up to it (docs/security.md, "Audit log").
+So the head is recorded outside the database: the server logs it when it changes
+(api/audit.py; the journal, shipped off the host), `verify` prints it, and
+`verify(pinned=...)` checks that a recorded head is still in the chain, which pins
+every entry up to it (docs/security.md, "Audit log").
 
 Appends take one lock, so two server processes never chain to the same entry:
 PostgreSQL's transaction-scoped advisory lock, SQLite's write lock (`BEGIN
@@ -97,6 +99,13 @@ def _lock() -> None:
 def _head() -> str:
     row = AuditEntry.select(AuditEntry.hash).order_by(AuditEntry.id.desc()).first()
     return row.hash if row is not None else GENESIS
+
+
+def head() -> tuple[int, str] | None:
+    """The newest entry's id and hash (None while the log is empty)."""
+    row = (AuditEntry.select(AuditEntry.id, AuditEntry.hash)
+           .order_by(AuditEntry.id.desc()).first())
+    return (row.id, row.hash) if row is not None else None
 
 
 def append(actor: Actor, action: str, object_type: str, object_id: str | None,
@@ -201,11 +210,15 @@ def _anchors() -> dict[int, str]:
     return found
 
 
-def verify() -> Verdict:
-    """Walk the chain from the oldest entry; stop at the first that does not hold."""
+def verify(pinned: str | None = None) -> Verdict:
+    """Walk the chain from the oldest entry; stop at the first that does not hold.
+
+    `pinned`: a head recorded earlier outside the database; the chain must still
+    hold an entry of that hash (else entries up to it were rewritten or removed)."""
     anchors = _anchors()
     expected: str | None = None
     checked = 0
+    pinned_seen = pinned is None
     for row in _walk():
         if expected is None:  # the oldest kept entry: genesis, or a checkpoint's anchor
             if row.prev_hash != GENESIS and anchors.get(row.id) != row.prev_hash:
@@ -220,6 +233,11 @@ def verify() -> Verdict:
                            "(the entry was edited)")
         expected = row.hash
         checked += 1
+        pinned_seen = pinned_seen or row.hash == pinned
+    if not pinned_seen:
+        return Verdict(False, checked, expected or GENESIS, None,
+                       f"no entry has the pinned hash {pinned}: entries up to it were "
+                       "rewritten or removed (or pruned since it was recorded)")
     return Verdict(True, checked, expected or GENESIS)
 
 

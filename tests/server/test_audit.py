@@ -121,6 +121,39 @@ def test_prune_keeps_the_chain_verifiable(live_server: ServerProcess) -> None:
     assert bad.returncode == 2 and "--older-than" in bad.stderr
 
 
+def test_a_recorded_head_pins_the_chain(live_server: ServerProcess, tmp_path: Path) -> None:
+    """What the chain alone cannot show (the newest entries removed) is caught against
+    a head recorded outside the database: the one the server logs."""
+    server = live_server
+    for name in ("a", "b"):
+        assert server.api("POST", "/api/v1/groups", json_body={"name": name}).status == 201
+    # A server started on this database logs the head it found.
+    with ServerProcess.start(server.database_url, tmp_path) as second:
+        line = next(line for line in second.log().splitlines() if "audit head: " in line)
+    code, out = _verify(server)
+    head = out.rsplit(" ", 1)[-1]
+    assert code == 0 and f"hash {head} " in line, (out, line)
+
+    def verify_pinned(pinned: str) -> tuple[int, str]:
+        done = run_cli("aami-server", "audit", "verify", "--expect-head", pinned,
+                       "--database", server.database_url, check=False)
+        return done.returncode, done.stdout.strip() + done.stderr.strip()
+
+    assert server.api("POST", "/api/v1/groups", json_body={"name": "c"}).status == 201
+    assert verify_pinned(head)[0] == 0  # later entries leave a recorded head in place
+    # Remove the two newest entries: the shortened chain still links...
+    with direct_db(server.database_url):
+        newest = [e.id for e in AuditEntry.select().order_by(AuditEntry.id.desc()).limit(2)]
+        AuditEntry.delete().where(AuditEntry.id.in_(newest)).execute()
+    assert _verify(server)[0] == 0
+    # ...but no longer holds the recorded head.
+    code, out = verify_pinned(head)
+    assert code == 1 and f"no entry has the pinned hash {head}" in out, out
+    code, out = verify_pinned("not-a-hash")
+    assert code == 2 and out == ("aami-server: error: --expect-head: expected the 64 hex "
+                                 "digits of an entry's hash"), out
+
+
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_two_processes_append_one_chain(backend: str, tmp_path: Path) -> None:
     with fresh_database(backend, tmp_path) as url, ServerProcess.start(
