@@ -24,7 +24,7 @@ trap cleanup EXIT INT TERM
 step "Starting aami-server on $SERVER (database $DB)"
 "$BIN/aami-server" serve --database "$DB" --listen "127.0.0.1:$PORT" >"$DATA/server.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 50); do curl -fsS "$SERVER/health/ready" >/dev/null 2>&1 && break; sleep 0.2; done
+for _ in $(seq 1 300); do curl -fsS "$SERVER/health/ready" >/dev/null 2>&1 && break; sleep 0.2; done
 curl -fsS "$SERVER/health/ready" >/dev/null || { echo "server did not start; see $DATA/server.log"; exit 1; }
 
 if [ ! -s "$DATA/admin-token" ]; then

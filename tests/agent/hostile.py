@@ -50,6 +50,7 @@ class HostileServer:
         self.drop_reused = False
         self.requests: Counter[str] = Counter()
         self.connections = 0
+        self.closed = 0  # connections this server has closed
         self.bodies: list[dict[str, Any]] = []
         outer = self
 
@@ -59,6 +60,11 @@ class HostileServer:
                 served = 0
                 while outer._serve_one(self, served):
                     served += 1
+
+            def finish(self) -> None:
+                super().finish()
+                self.connection.close()
+                outer.closed += 1
 
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True

@@ -48,7 +48,8 @@ def test_every_fault_is_one_client_error_with_a_one_line_reason(mode: str, call:
         elapsed = time.monotonic() - started
     message = str(caught.value)
     assert "\n" not in message and 0 < len(message) < 400, message
-    assert elapsed < 2 * TIMEOUT + 1.5, f"{mode}: took {elapsed:.1f}s"  # the hard deadline
+    # A hard deadline (not a 60 s hang), with room for a loaded machine.
+    assert elapsed < 2 * TIMEOUT + 5, f"{mode}: took {elapsed:.1f}s"
 
 
 def test_requests_share_one_kept_alive_connection() -> None:
@@ -66,14 +67,17 @@ def test_requests_share_one_kept_alive_connection() -> None:
 
 
 def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error() -> None:
-    async def main(c: HttpAgentClient) -> None:
-        for _ in range(3):
+    async def main(c: HttpAgentClient, server: HostileServer) -> None:
+        for sent in range(1, 4):
             await c.heartbeat({"agent_version": "1", "uptime_seconds": 1})
-            await asyncio.sleep(0.05)  # the server's close reaches us
+            deadline = time.monotonic() + 10
+            while server.closed < sent:  # the server has closed the idle connection
+                assert time.monotonic() < deadline, "the server never closed it"
+                await asyncio.sleep(0.01)
 
     with HostileServer("good") as server:
         server.close_after_answer = True
-        asyncio.run(main(client(server.url)))
+        asyncio.run(main(client(server.url), server))
         assert server.connections == 3
 
 

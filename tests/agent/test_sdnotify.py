@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,9 +44,11 @@ def listener(request, tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
     sock.close()
 
 
-def receive(sock: socket.socket, until: float) -> list[str]:
+def receive(sock: socket.socket, until: float,
+            enough: Callable[[list[str]], bool] | None = None) -> list[str]:
+    """Messages until `until`, or sooner once `enough` of them have come."""
     out: list[str] = []
-    while time.monotonic() < until:
+    while time.monotonic() < until and not (enough and enough(out)):
         try:
             out.append(sock.recv(4096).decode())
         except TimeoutError:
@@ -82,11 +84,14 @@ def test_real_daemon_says_ready_feeds_the_watchdog_and_says_stopping(
     proc = subprocess.Popen([sys.executable, "-m", "aami.agent.cli", "run", "--config",
                              str(config)], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        got = receive(sock, time.monotonic() + 4)
+        # Pings ~0.2 s apart while every loop is fine; bounded generously, since a
+        # loaded machine may take seconds to start the interpreter.
+        got = receive(sock, time.monotonic() + 60, lambda m: m.count("WATCHDOG=1") >= 8)
         assert got and got[0].startswith("READY=1\nSTATUS="), got
-        assert got.count("WATCHDOG=1") >= 8, got  # ~0.2 s apart while every loop is fine
+        assert got.count("WATCHDOG=1") >= 8, got
         proc.send_signal(signal.SIGTERM)
-        assert "STOPPING=1" in receive(sock, time.monotonic() + 2)
+        assert "STOPPING=1" in receive(sock, time.monotonic() + 30,
+                                       lambda m: "STOPPING=1" in m)
         _, stderr = proc.communicate(timeout=15)
         assert proc.returncode == 0, stderr
     finally:

@@ -23,7 +23,9 @@ def _run(tmp_path: Path, agents: int, *extra: str) -> tuple[int, dict]:
     status = server_load.main([
         "--agents", str(agents), "--duration", "14s", "--ramp", "2s", "--poll", "3s",
         "--heartbeat", "3s", "--report", "4s", "--server-processes", "2",
-        "--p99-budget", "2000ms", "--json", str(out), *extra])
+        # A smoke test of the benchmark, not a latency target (make bench measures):
+        # the budget only catches a stall.
+        "--p99-budget", "30000ms", "--json", str(out), *extra])
     return status, json.loads(out.read_text())
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent.realserver import Site, site
-from tests.agent.test_e2e_agent import events, executions, policy, settle
+from tests.agent.test_e2e_agent import events, executions, policy, run_until_version
 from tests.binaries.conftest import Binaries
 from tests.harness import require, run_cli, wait_until
 from tests.packaging.tools import require_tool
@@ -140,9 +140,7 @@ def test_built_agent_registers_runs_reports_and_takes_a_new_version(
     assert run["stdout"] == "disk ok on node-e2e\n"
 
     s.publish(s.sign("disk", "1.1.0", 'echo "v1.1"\n'))
-    settle()
-    second = agent_once(binaries.agent, config)
-    assert second.returncode == 0, second.stderr
+    run_until_version(s, lambda: agent_once(binaries.agent, config), "1.1.0")
     assert sorted(r["script_version"] for r in executions(s)) == ["1.0.0", "1.1.0"]
 
 

@@ -95,6 +95,24 @@ def wait_rollout(server: ServerProcess, policy_id: int,
     return dict(found)
 
 
+def settle(agents: list[SimAgent], version: str, expected: int,
+           timeout: float = 30) -> set[str]:
+    """Poll (without running) until three rounds in a row give `expected` agents
+    `version`: with several server processes, each learns of a decision on its own
+    (within about a second, more on a loaded machine). The agents on `version`."""
+    streak, on_version = 0, set()
+
+    def agreed() -> bool:
+        nonlocal streak, on_version
+        on_version = {sim.hostname for sim in agents if sim.poll() == version}
+        streak = streak + 1 if len(on_version) == expected else 0
+        return streak >= 3
+
+    wait_until(agreed, timeout=timeout,
+               what=f"{expected} agents on {version} in every server process")
+    return on_version
+
+
 def run_round(agents: list[SimAgent], policy_id: int,
               succeed: Callable[[str], bool]) -> dict[str, str | None]:
     """Every agent polls, then runs what it got once: {hostname: version}."""

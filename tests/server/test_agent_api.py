@@ -22,7 +22,7 @@ SCHEMA = {"type": "object", "properties": {
     "mounts": {"type": "array", "items": {"type": "string"}, "default": ["/"]}}}
 
 
-def _wait_for(predicate, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+def _wait_for(predicate, timeout: float = 30.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -76,7 +76,7 @@ def test_config_intervals_come_from_the_highest_priority_group(
     join_group(live_server.database_url, target_id, "high")
     config = _wait_for(lambda: (c := agent(live_server, "GET", "/config", token)).json[
         "poll_interval_seconds"] == 15 and c)
-    assert config, "membership change not visible within 5 s"
+    assert config, "membership change not visible within 30 s"
     # poll from the high group; heartbeat only set by the low one, so it decides that.
     assert config.json["groups"] == ["high", "low"]
     assert config.json["heartbeat_interval_seconds"] == 90

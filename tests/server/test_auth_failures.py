@@ -50,6 +50,9 @@ def _metric(s: ServerProcess, name: str, kind: str) -> float:
 def test_bad_bearer_tokens_back_off_per_address(live_server: ServerProcess) -> None:
     s = live_server
     good = s.token("admin")
+    # Made before the failures (a CLI process can take longer than the 1 s wait), and
+    # unknown to the server until it is first used.
+    viewer = s.token("viewer")
     assert _from("127.0.0.1", s, "GET", "/api/v1/groups", token=good).status == 200  # cached
     for _ in range(6):  # five free failures; the sixth starts a 1 s wait
         assert _from("127.0.0.1", s, "GET", "/api/v1/groups", token=BAD).status == 401
@@ -57,7 +60,6 @@ def test_bad_bearer_tokens_back_off_per_address(live_server: ServerProcess) -> N
     assert refused.status == 429 and refused.headers["Retry-After"] == "1", refused
     assert '"retry_after": 1' in refused.text and "TOO_MANY_REQUESTS" in refused.text
     # Unknown to this process yet, so not looked up while the address waits.
-    viewer = s.token("viewer")
     assert _from("127.0.0.1", s, "GET", "/api/v1/groups", token=viewer).status == 429
     # Other addresses are not touched, bad tokens included.
     assert _from("127.0.0.2", s, "GET", "/api/v1/groups", token=viewer).status == 200
@@ -95,9 +97,10 @@ def _login_from(source: str, s: ServerProcess, token: str) -> Answer:
 
 def test_failed_logins_back_off_per_address(live_server: ServerProcess) -> None:
     s = live_server
+    admin = s.token("admin")  # before the failures: a CLI process may outlast the wait
     for _ in range(6):
         assert _login_from("127.0.0.1", s, BAD).status == 401
-    slowed = _login_from("127.0.0.1", s, s.token("admin"))
+    slowed = _login_from("127.0.0.1", s, admin)
     assert slowed.status == 429 and slowed.headers["Retry-After"] == "1"
     assert "Too many failed logins" in slowed.text
     assert _login_from("127.0.0.2", s, s.token("admin")).status == 303  # others log in

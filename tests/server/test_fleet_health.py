@@ -128,17 +128,27 @@ def test_the_server_measures_a_fleet_over_http(live_server: ServerProcess) -> No
                               scope="global")
 
     def heartbeat(token: str, uptime: int, polls: int, failed: int) -> None:
+        """One heartbeat, then wait until the server has stored it: the server writes
+        heartbeats once a second, the latest per target, so two sent within one write
+        (a slow write on a loaded machine) would count as one."""
         body = {"agent_version": "1.0.0", "uptime_seconds": uptime, "polls_total": polls,
                 "polls_failed": failed}
         reply = agent(live_server, "POST", "/heartbeat", token, json_body=body)
         assert reply.status == 200, reply.body
+        target_id = steady if token == steady_token else late
+
+        def stored() -> bool:
+            row = live_server.api("GET", f"/api/v1/targets/{target_id}", role="viewer").json
+            return (row.get("agent_status") or {}).get("uptime_seconds") == uptime
+
+        wait_until(stored, timeout=30, what=f"the heartbeat of uptime {uptime} stored")
 
     def told_one_second(token: str) -> bool:
         reply = agent(live_server, "GET", "/config", token)
         return reply.status == 200 and reply.json["heartbeat_interval_seconds"] == 1
 
     for token in (steady_token, late_token):  # the group's interval is in effect
-        wait_until(lambda t=token: told_one_second(t), timeout=10, what="group interval")
+        wait_until(lambda t=token: told_one_second(t), timeout=30, what="group interval")
     # Both beat once a second as told (the flush takes one heartbeat per second each).
     # Then the late one goes silent for 8 s and beats again (same process: a late
     # gap), then restarts with fresh counters (a restart is not a gap).
@@ -159,7 +169,7 @@ def test_the_server_measures_a_fleet_over_http(live_server: ServerProcess) -> No
         health.update(_fleet(live_server, window="1h"))
         return health["counts"]["polls"] >= 90 and health["script_success_rate"] is not None
 
-    wait_until(measured, timeout=10, what="heartbeats and runs measured")
+    wait_until(measured, timeout=30, what="heartbeats and runs measured")
     # steady: 3 gaps of ~1 s; late: 3 of ~1 s and one of ~9 s.
     assert health["counts"]["heartbeat_gaps"] == 7
     assert health["counts"]["heartbeat_gaps_ok"] == 6

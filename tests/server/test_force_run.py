@@ -15,7 +15,7 @@ from tests.server.test_agent_fixtures import (
 )
 
 
-def _force_token(server: ServerProcess, token: str, timeout: float = 5.0) -> str:
+def _force_token(server: ServerProcess, token: str, timeout: float = 30.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
         items = agent(server, "GET", "/assignments", token).json["assignments"]

@@ -48,13 +48,13 @@ def test_expiry_and_delivered_state(live_server: ServerProcess) -> None:
 
     short = live_server.api("POST", f"/api/v1/targets/{target_id}/force-run",
                             role="operator", json_body={"policy_id": policy,
-                                                        "expires_in": "2s"})
+                                                        "expires_in": "8s"})
     assert short.status == 202, short.body
-    wait_until(lambda: _tokens(live_server, token) == [short.json["token"]], timeout=5,
+    wait_until(lambda: _tokens(live_server, token) == [short.json["token"]], timeout=6,
                what="the newer force token on the assignment")
     assert _status(live_server, short.json["id"])["results"][0]["status"] == "delivered"
     # After expiry the agent no longer receives it (the older, hour-long one is back).
-    wait_until(lambda: _tokens(live_server, token) == [default["token"]], timeout=8,
+    wait_until(lambda: _tokens(live_server, token) == [default["token"]], timeout=30,
                what="the expired token leaving the assignment")
     expired = _status(live_server, short.json["id"])
     assert expired["status"] == "expired" and expired["counts"]["expired"] == 1

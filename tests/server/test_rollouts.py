@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from tests.server.rollout_helpers import (
     fleet,
     rollouts,
     run_round,
+    settle,
     wait_rollout,
 )
 from tests.server.test_agent_fixtures import publish_script
@@ -47,13 +49,14 @@ def _start(server: ServerProcess, rollout: dict, count: int = 10):  # type: igno
     baseline = wait_rollout(server, policy, lambda r: r["state"] == "completed",
                             what="the baseline rollout")
     assert baseline["from_version"] is None and baseline["to_version"] == OLD
+    settle(agents, OLD, count)
     assert set(run_round(agents, policy, lambda v: True).values()) == {OLD}
     publish_script(server.database_url, SCRIPT, NEW, b"#!/bin/sh\necho new\n")
     running = wait_rollout(server, policy, lambda r: r["to_version"] == NEW,
                            what="the rollout of the new version")
     assert running["state"] == "running" and running["from_version"] == OLD
     assert running["step"] == 0 and running["targets_total"] == count
-    time.sleep(1.2)  # every server process learns of a decision within ~1 s
+    settle(agents, NEW, running["targets_on_new"])
     return agents, policy
 
 
@@ -74,11 +77,11 @@ def test_good_version_advances_to_every_target(pg_pair: ServerProcess) -> None:
     assert final["targets_on_new"] == 10 and final["runs_failed"] == 0
     assert final["step"] == 2 and final["reason"] == "every step passed"
     # Cohorts of 20 % and 50 % of 10 targets; a target that got the new version keeps
-    # it (allowing the other process one watcher period to learn of each step).
+    # it (allowing the other process time to learn of each step: ~1 s, more under load).
     assert sizes == {2, 5, 10} or sizes == {2, 5}, sizes
-    assert all(not sim.flips_back(NEW, grace=1.5) for sim in agents)
+    assert all(not sim.flips_back(NEW, grace=5) for sim in agents)
     wait_until(lambda: set(run_round(agents, policy, lambda v: True).values()) == {NEW},
-               timeout=3, what="every target on the new version")
+               timeout=30, what="every target on the new version")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -93,14 +96,17 @@ def test_bad_version_halts_at_the_first_step(backend: str, tmp_path: Path) -> No
         for sim in agents:
             if sim.poll() == NEW:
                 cohort.add(sim.hostname)
+                crossed_at = crossed_at or datetime.now(UTC)
                 sim.report(policy, NEW, False)
-                crossed_at = crossed_at or time.monotonic()
             else:
                 sim.report(policy, OLD, True)
         assert len(cohort) == 2 and crossed_at is not None
-        halted = wait_rollout(server, policy, lambda r: r["state"] == "halted", timeout=5,
+        halted = wait_rollout(server, policy, lambda r: r["state"] == "halted", timeout=30,
                               what="the halt")
-        halt_seconds = time.monotonic() - crossed_at
+        # Judged by the server's own clock (the decision's time), not by when this
+        # test, on a loaded machine, got round to looking.
+        halt_seconds = (datetime.fromisoformat(halted["updated_at"]) - crossed_at
+                        ).total_seconds()
         print(f"halted {halt_seconds:.2f}s after the crossing report ({backend})")
         assert halt_seconds < 5
         assert halted["step"] == 0 and halted["runs_failed"] >= 1
@@ -138,9 +144,9 @@ def test_rollback_returns_the_cohort(pg_pair: ServerProcess) -> None:
                                       "on_failure": "rollback"})
     first = run_round(agents, policy, lambda v: v == OLD)
     assert len(_on_new(first)) == 3
-    wait_rollout(pg_pair, policy, lambda r: r["state"] == "rolled_back", timeout=5,
+    wait_rollout(pg_pair, policy, lambda r: r["state"] == "rolled_back", timeout=30,
                  what="the rollback")
-    wait_until(lambda: not _on_new(run_round(agents, policy, lambda v: True)), timeout=5,
+    wait_until(lambda: not _on_new(run_round(agents, policy, lambda v: True)), timeout=30,
                what="the cohort back on the old version")
 
 
@@ -185,7 +191,7 @@ def test_promote_and_abort_through_the_cli(pg_pair: ServerProcess) -> None:
     run_cli("aami", "rollout", "promote", str(rollout_id), *flags)
     assert current(pg_pair, policy)["state"] == "completed"
     wait_until(lambda: set(run_round(agents, policy, lambda v: True).values()) == {NEW},
-               timeout=5, what="everyone on the promoted version")
+               timeout=30, what="everyone on the promoted version")
     missing = run_cli("aami", "rollout", "pause", "99999", *flags, check=False)
     assert missing.returncode == 1 and "99999" in missing.stderr
     # A newer version starts a new rollout; aborting it puts everyone back.
@@ -196,7 +202,7 @@ def test_promote_and_abort_through_the_cli(pg_pair: ServerProcess) -> None:
     run_round(agents, policy, lambda v: True)
     run_cli("aami", "rollout", "abort", str(newer["id"]), *flags)
     wait_until(lambda: set(run_round(agents, policy, lambda v: True).values()) == {NEW},
-               timeout=5, what="everyone back on the previous version")
+               timeout=30, what="everyone back on the previous version")
     assert [r["state"] for r in rollouts(pg_pair, policy)] == ["aborted", "completed",
                                                                "completed"]
 
@@ -210,9 +216,8 @@ def test_restart_mid_rollout_resumes(tmp_path: Path) -> None:
                 run_round(agents, policy, lambda v: True)
                 return current(server, policy)["step"] == 1
 
-            wait_until(at_half, timeout=20, what="the second step")
-            time.sleep(1.5)  # the other process learns of the step within ~1 s
-            cohort = _on_new(run_round(agents, policy, lambda v: True))
+            wait_until(at_half, timeout=30, what="the second step")
+            cohort = settle(agents, NEW, current(server, policy)["targets_on_new"])
             assert len(cohort) == 5
             tokens = {a.hostname: a.token for a in agents}
         with ServerProcess.start(url, tmp_path, extra_args=("--processes", "2")) as again:

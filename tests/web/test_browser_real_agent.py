@@ -6,14 +6,13 @@ request up on its next poll, runs the signed script, reports, and the force-run 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.agent.realserver import Site, agent_api_available, site
-from tests.harness import run_cli
+from tests.harness import run_cli, wait_until
 from tests.web.test_browser import ARGS, CHROMIUM, SHOTS, _require_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -56,9 +55,17 @@ def test_force_run_reaches_a_real_agent(s: Site, tmp_path: Path) -> None:
         page.get_by_role("button", name="Force-run").click()
         page.wait_for_url(re.compile(r".*/ui/force-runs/\d+$"))
         expect(page.locator("#force-run-status")).to_have_text("pending")
-        time.sleep(1.5)  # the server's assignment cache re-reads changes about once a second
-        agent_once(config)
-        expect(page.locator("#force-run-status")).to_have_text("done", timeout=15_000)
+
+
+        def forced_run_reported() -> bool:
+            # The server's assignment cache re-reads changes about once a second (later
+            # on a loaded machine): an agent pass before that sees no force-run yet.
+            agent_once(config)
+            reply = s.server.api("GET", "/api/v1/executions?limit=10")
+            return len(reply.json["data"]) >= 2
+
+        wait_until(forced_run_reported, timeout=60, what="the forced run reported")
+        expect(page.locator("#force-run-status")).to_have_text("done", timeout=30_000)
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "real-agent-force-run-done-1280.png"), full_page=True)
         page.get_by_role("link", name="gpu-real-01").first.click()
