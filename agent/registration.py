@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from aami.agent import __version__
-from aami.agent.client import AgentClient, Conflict, InvalidToken
+from aami.agent.client import AgentClient, Conflict, InvalidToken, ServerRefused
 from aami.agent.state import TrustedState
 
 T = TypeVar("T")
@@ -86,6 +86,14 @@ class Registrar:
             raise NotRegistered(
                 f"hostname {self.hostname!r} is already registered and this bootstrap token does "
                 f"not allow re-binding it ({exc.message})"
+            ) from exc
+        except ServerRefused as exc:
+            if exc.status != 403 or not exc.documented:
+                raise
+            # A bootstrap token made for another node (bootstrap-token create --hostname).
+            raise NotRegistered(
+                f"the server refused to register hostname {self.hostname!r} with this "
+                f"bootstrap token ({exc.message})"
             ) from exc
         with self.trusted.batch():
             self.trusted.registered(target_id=reg.target_id, agent_token=reg.agent_token,

@@ -87,6 +87,21 @@ def test_register_run_report_and_new_version(s: Site, tmp_path: Path) -> None:
     assert versions == ["1.0.0", "1.1.0"]
 
 
+def test_a_token_for_another_node_is_refused_with_a_clear_reason(s: Site, tmp_path: Path
+                                                                ) -> None:
+    token = s.bootstrap_token("--hostname", "gpu-reserved", "--max-uses", "3")
+    wrong = agent_once(s, s.agent_config(tmp_path / "wrong", hostname="gpu-other"), token)
+    assert wrong.returncode != 0
+    assert ("the server refused to register hostname 'gpu-other' with this bootstrap token "
+            "(this bootstrap token is for hostname 'gpu-reserved', not 'gpu-other')"
+            ) in wrong.stderr, wrong.stderr
+    assert "Traceback" not in wrong.stderr
+    right = agent_once(s, s.agent_config(tmp_path / "right", hostname="gpu-reserved"), token)
+    assert right.returncode == 0, right.stderr
+    hosts = [t["hostname"] for t in s.server.api("GET", "/api/v1/targets").json["data"]]
+    assert hosts == ["gpu-reserved"]
+
+
 def test_tampered_scripts_are_refused_on_the_node_and_reported(s: Site, tmp_path: Path) -> None:
     s.publish(s.sign("probe", "2.0.0", f"touch {tmp_path / 'ran'}\n"))
     s.apply(policy("probe", "probe"))
