@@ -82,15 +82,12 @@ class Registrar:
                 f"the server refused the bootstrap token ({exc.message}); it may be expired, "
                 "used up or mistyped"
             ) from exc
-        except Conflict as exc:
-            raise NotRegistered(
-                f"hostname {self.hostname!r} is already registered and this bootstrap token does "
-                f"not allow re-binding it ({exc.message})"
-            ) from exc
         except ServerRefused as exc:
-            if exc.status != 403 or not exc.documented:
+            # 409: the hostname has an agent, or an admin created it in advance, and the
+            # token may not claim it; 403: the token was made for another node
+            # (bootstrap-token create --hostname). The server's message says which.
+            if not (isinstance(exc, Conflict) or (exc.status == 403 and exc.documented)):
                 raise
-            # A bootstrap token made for another node (bootstrap-token create --hostname).
             raise NotRegistered(
                 f"the server refused to register hostname {self.hostname!r} with this "
                 f"bootstrap token ({exc.message})"

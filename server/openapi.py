@@ -60,7 +60,7 @@ DOMAIN_ERRORS: dict[str, dict[int, str]] = {
         422: f"{_MISSING}, params do not satisfy the script's signed schema, or the "
              "change leaves the stored policy invalid (a group on a global policy)"},
     "POST /api/v1/agent/register": {
-        403: "the bootstrap token is scoped to another hostname",
+        403: "not a bootstrap token, or one scoped to another hostname",
         409: "the hostname has an agent, or was created in advance, and the token may "
              "not claim it (docs/security.md)"},
     "POST /api/v1/bootstrap-tokens": {

@@ -100,6 +100,14 @@ def test_a_token_for_another_node_is_refused_with_a_clear_reason(s: Site, tmp_pa
     assert right.returncode == 0, right.stderr
     hosts = [t["hostname"] for t in s.server.api("GET", "/api/v1/targets").json["data"]]
     assert hosts == ["gpu-reserved"]
+    # A target made in advance is not claimed with an ordinary token.
+    assert s.server.api("POST", "/api/v1/targets", json_body={"hostname": "gpu-later"}
+                        ).status == 201
+    plain = agent_once(s, s.agent_config(tmp_path / "later", hostname="gpu-later"),
+                       s.bootstrap_token())
+    assert plain.returncode != 0
+    assert "the server refused to register hostname 'gpu-later' with this bootstrap token " \
+           "(hostname 'gpu-later' was created in advance" in plain.stderr, plain.stderr
 
 
 def test_tampered_scripts_are_refused_on_the_node_and_reported(s: Site, tmp_path: Path) -> None:
