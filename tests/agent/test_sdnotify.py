@@ -120,7 +120,10 @@ def test_a_hung_loop_stops_the_watchdog(
 
     async def main() -> list[str]:
         run = asyncio.create_task(agent.run_forever())
-        got = await asyncio.to_thread(receive, sock, time.monotonic() + 2.5)
+        # Until READY (however slow the machine), then 2.5 s: fed while young, then not.
+        got = await asyncio.to_thread(receive, sock, time.monotonic() + 30,
+                                      lambda m: any(x.startswith("READY=1") for x in m))
+        got += await asyncio.to_thread(receive, sock, time.monotonic() + 2.5)
         agent._stop.set()
         await run
         return got

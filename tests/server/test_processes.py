@@ -39,7 +39,7 @@ def test_processes_share_the_port_and_are_supervised(database_url: str,
                                                      tmp_path: Path) -> None:
     with ServerProcess.start(database_url, tmp_path, extra_args=("--processes", "3")) as server:
         parent = server.process.pid
-        wait_until(lambda: server.log().count("is listening") == 3, 15, "three processes listening")
+        wait_until(lambda: server.log().count("is listening") == 3, 60, "three processes listening")
         children = child_pids(parent)
         listening = listening_sockets(server.port)
         assert len(children) == 3 and len(listening) == 3
@@ -54,7 +54,7 @@ def test_processes_share_the_port_and_are_supervised(database_url: str,
 
         victim = sorted(children)[0]
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: server.log().count("is listening") == 4, 15, "a replacement listening")
+        wait_until(lambda: server.log().count("is listening") == 4, 60, "a replacement listening")
         assert victim not in child_pids(parent) and len(child_pids(parent)) == 3
         assert len(listening_sockets(server.port)) == 3
         assert http("GET", server.url + "/health/ready").status == 200
@@ -99,10 +99,10 @@ def test_a_process_stopped_alone_is_restarted_and_none_outlives_the_supervisor(
     url = f"sqlite:///{tmp_path / 'aami.db'}"
     with ServerProcess.start(url, tmp_path, extra_args=("--processes", "2")) as server:
         parent = server.process.pid
-        wait_until(lambda: server.log().count("is listening") == 2, 15, "two processes")
+        wait_until(lambda: server.log().count("is listening") == 2, 60, "two processes")
         first, second = sorted(child_pids(parent))
         os.kill(first, signal.SIGTERM)  # an operator recycling one process
-        wait_until(lambda: server.log().count("is listening") == 3, 15, "a replacement")
+        wait_until(lambda: server.log().count("is listening") == 3, 60, "a replacement")
         assert "exited with status 0; restarting it" in server.log()
         children = child_pids(parent)
         assert second in children and first not in children and len(children) == 2
@@ -112,7 +112,7 @@ def test_a_process_stopped_alone_is_restarted_and_none_outlives_the_supervisor(
         # PR_SET_PDEATHSIG: the kernel tells the children, which stop and free the port.
         wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children),
                    20, "the orphaned processes to stop")
-        wait_until(lambda: not listening_sockets(server.port), 5, "the port to be free")
+        wait_until(lambda: not listening_sockets(server.port), 30, "the port to be free")
 
 
 def test_processes_must_be_positive(tmp_path: Path) -> None:
