@@ -6,13 +6,18 @@ run_as is "root" (the check needs root for its tool) or "runner" (any unprivileg
 user: signed as --runner-user, aami-runner by default). OUT then holds only signed
 files, the layout `aami bundle build --scripts OUT` takes.
 
+Every check carries a copy of checks/shared_helpers.py (a signed script is one file);
+a check whose copy differs is refused. `--sync-helpers` rewrites the copies.
+
 Usage: python checks/build_catalog.py --key KEY --out DIR [--runner-user USER] [--aami PATH]
+       python checks/build_catalog.py --sync-helpers
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,15 +27,56 @@ from pathlib import Path
 CHECKS = Path(__file__).resolve().parent
 MANIFEST_KEYS = {"name", "version", "script", "interpreter", "timeout", "run_as"}
 USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+HELPERS_START = "# " + "-" * 65 + " shared helpers\n"
+HELPERS_END = "# " + "-" * 71 + " the check\n"
 
 
 class CatalogError(Exception):
     """A manifest or flag the catalog cannot be built from (one line, names the file)."""
 
 
-def manifests() -> list[tuple[Path, dict]]:
+def shared_helpers(checks: Path = CHECKS) -> str:
+    """The block every Python check carries, as it must read between the markers."""
+    text = (checks / "shared_helpers.py").read_text()
+    return HELPERS_START + text.split(HELPERS_START, 1)[1].rstrip("\n") + "\n\n\n"
+
+
+def _split(script: Path) -> tuple[str, str, str]:
+    """(before, helpers block, after) of a check's source."""
+    text = script.read_text()
+    start, end = text.find(HELPERS_START), text.find(HELPERS_END)
+    if start < 0 or end < start:
+        raise CatalogError(f"{script}: no shared helpers block between the marker lines "
+                           "(copy them from checks/shared_helpers.py)")
+    return text[:start], text[start:end], text[end:]
+
+
+def drifted(checks: Path = CHECKS) -> list[Path]:
+    """Python checks whose copy of the shared helpers differs from the source."""
+    wanted = shared_helpers(checks)
+    return [script for script in sorted(checks.glob("*/check.py"))
+            if _split(script)[1] != wanted]
+
+
+def sync_helpers(checks: Path = CHECKS) -> list[Path]:
+    """Copy shared_helpers.py into every check that differs (write, fsync, rename)."""
+    wanted = shared_helpers(checks)
+    changed = drifted(checks)
+    for script in changed:
+        before, _, after = _split(script)
+        temporary = script.with_name(f".{script.name}.tmp")
+        with open(temporary, "w") as out:
+            out.write(before + wanted + after)
+            out.flush()
+            os.fsync(out.fileno())
+        temporary.chmod(script.stat().st_mode)
+        temporary.replace(script)
+    return changed
+
+
+def manifests(checks: Path = CHECKS) -> list[tuple[Path, dict]]:
     found = []
-    for path in sorted(CHECKS.glob("*/manifest.json")):
+    for path in sorted(checks.glob("*/manifest.json")):
         try:
             manifest = json.loads(path.read_text())
         except ValueError as exc:
@@ -43,7 +89,7 @@ def manifests() -> list[tuple[Path, dict]]:
             raise CatalogError(f"{path}: run_as must be \"root\" or \"runner\"")
         found.append((path.parent, manifest))
     if not found:
-        raise CatalogError(f"{CHECKS}: no */manifest.json")
+        raise CatalogError(f"{checks}: no */manifest.json")
     return found
 
 
@@ -59,10 +105,15 @@ def sign_command(aami: str, folder: Path, manifest: dict, key: str, out: Path,
     ]
 
 
-def build(key: str, out: Path, runner: str, aami: str) -> list[Path]:
+def build(key: str, out: Path, runner: str, aami: str, checks: Path = CHECKS) -> list[Path]:
     if not USER.fullmatch(runner):
         raise CatalogError(f"--runner-user: {runner!r} is not a user name")
-    entries = manifests()
+    entries = manifests(checks)
+    stale_copies = drifted(checks)
+    if stale_copies:
+        raise CatalogError(
+            f"{stale_copies[0].relative_to(checks)}: its shared helpers differ from "
+            "checks/shared_helpers.py; run python checks/build_catalog.py --sync-helpers")
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("*.signed.json"):
         stale.unlink()  # a check removed from the catalog must not ship from an old build
@@ -78,11 +129,23 @@ def build(key: str, out: Path, runner: str, aami: str) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--key", required=True, help="publisher private key")
-    parser.add_argument("--out", required=True, help="directory for *.signed.json")
+    parser.add_argument("--key", help="publisher private key")
+    parser.add_argument("--out", help="directory for *.signed.json")
     parser.add_argument("--runner-user", default="aami-runner")
     parser.add_argument("--aami", default=shutil.which("aami") or "aami", help="aami CLI")
+    parser.add_argument("--sync-helpers", action="store_true",
+                        help="copy checks/shared_helpers.py into every check, sign nothing")
     args = parser.parse_args(argv)
+    if args.sync_helpers:
+        try:
+            changed = sync_helpers()
+        except CatalogError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"updated {len(changed)} checks" + "".join(f"\n  {p}" for p in changed))
+        return 0
+    if not args.key or not args.out:
+        parser.error("--key and --out are required (or --sync-helpers)")
     try:
         written = build(args.key, Path(args.out), args.runner_user, args.aami)
     except CatalogError as exc:

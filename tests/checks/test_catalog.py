@@ -193,3 +193,50 @@ def test_readme_documents_every_parameter(name: str) -> None:
     for parameter in schema.get("properties", {}):
         assert f"`{parameter}`" in readme, f"{name}/README.md: {parameter}"
         assert f"`{parameter}`" in docs, f"docs/checks.md: {name}.{parameter}"
+
+
+def _build_catalog(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(CHECKS / "build_catalog.py"), *args],
+                          capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_every_check_carries_the_shared_helpers_unchanged() -> None:
+    """One source (checks/shared_helpers.py) for the block each single-file check holds."""
+    sys.path.insert(0, str(CHECKS))
+    try:
+        import build_catalog
+    finally:
+        sys.path.remove(str(CHECKS))
+    assert [p.parent.name for p in build_catalog.drifted()] == [], \
+        "run python checks/build_catalog.py --sync-helpers"
+    block = build_catalog.shared_helpers()
+    assert "def load_params" in block and "class Metrics" in block
+    assert all(block in (CHECKS / name / "check.py").read_text() for name in NAMES)
+
+
+def test_a_drifted_copy_is_refused_at_signing_and_synced(tmp_path: Path) -> None:
+    copy = tmp_path / "checks"
+    shutil.copytree(CHECKS, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    nvlink = copy / "nvlink" / "check.py"
+    nvlink.write_text(nvlink.read_text().replace('    """AAMI_PARAMS, else JSON on stdin',
+                                                 '    """Edited here, AAMI_PARAMS, else'))
+    (copy / "keys").mkdir()
+    assert aami("keys", "generate", "--out", str(copy / "keys")).returncode == 0
+    refused = subprocess.run(
+        [sys.executable, str(copy / "build_catalog.py"), "--key",
+         str(copy / "keys" / "publisher.key"), "--out", str(tmp_path / "out"),
+         "--aami", str(BIN / "aami")], capture_output=True, text=True, check=False, timeout=120)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "error: nvlink/check.py: its shared helpers differ from checks/shared_helpers.py; "
+        "run python checks/build_catalog.py --sync-helpers")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    mode = nvlink.stat().st_mode
+    synced = subprocess.run([sys.executable, str(copy / "build_catalog.py"), "--sync-helpers"],
+                            capture_output=True, text=True, check=False, timeout=60)
+    assert synced.returncode == 0 and synced.stdout.startswith("updated 1 checks"), synced
+    assert nvlink.read_text() == (CHECKS / "nvlink" / "check.py").read_text()
+    assert nvlink.stat().st_mode == mode
+    assert not list(copy.glob("*/.check.py.tmp"))
+    usage = _build_catalog()
+    assert usage.returncode == 2 and "--key and --out are required" in usage.stderr
