@@ -32,13 +32,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aami-server", description="AAMI config server")
     parser.add_argument("--version", action="version", version=f"aami-server {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
 
     serve = sub.add_parser("serve", help="run the server")
     _common(serve)
     serve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080)")
-    serve.add_argument("--tls-cert")
-    serve.add_argument("--tls-key")
+    serve.add_argument("--tls-cert", help="PEM certificate (chain); with --tls-key, HTTPS")
+    serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
     serve.add_argument("--processes", type=int,
                        help="server processes sharing the listen port (default: "
                             "server.processes, else 1); use one per core")
@@ -48,20 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sub.add_parser("migrate", help="apply pending database migrations"))
 
     token = sub.add_parser("token", help="admin API tokens")
-    token_sub = token.add_subparsers(dest="token_command", required=True, parser_class=_Parser)
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND",
+                                     parser_class=_Parser)
     create = token_sub.add_parser("create", help="print a new admin API token once")
     _common(create)
-    create.add_argument("--role", required=True, choices=["admin", "operator", "viewer"])
-    create.add_argument("--name", required=True)
+    create.add_argument("--role", required=True, choices=["admin", "operator", "viewer"],
+                        help="what the token may do (docs/api.md, roles)")
+    create.add_argument("--name", required=True, help="who or what holds it (audit log)")
 
     boot = sub.add_parser("bootstrap-token", help="bootstrap tokens for agent registration")
-    boot_sub = boot.add_subparsers(dest="boot_command", required=True, parser_class=_Parser)
+    boot_sub = boot.add_subparsers(dest="boot_command", required=True, metavar="COMMAND",
+                                   parser_class=_Parser)
     bcreate = boot_sub.add_parser("create", help="print a new bootstrap token once")
     _common(bcreate)
-    bcreate.add_argument("--max-uses", type=int, default=1)
-    bcreate.add_argument("--expires", default="30d", help="lifetime, e.g. 30d, 12h")
+    bcreate.add_argument("--max-uses", type=int, default=1,
+                         help="how many nodes may register with it (default 1)")
+    bcreate.add_argument("--expires", default="30d",
+                         help="lifetime, e.g. 30d, 12h (default 30d)")
     bcreate.add_argument("--group", help="group new targets join")
-    bcreate.add_argument("--name", default="")
+    bcreate.add_argument("--name", default="", help="a label for listings")
     bcreate.add_argument("--allow-rebind", action="store_true",
                          help="may take over a hostname that already has an agent")
     bcreate.add_argument("--hostname",
@@ -76,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--quiet", action="store_true", help="no progress, summary only")
 
     aud = sub.add_parser("audit", help="the hash-chained audit log (docs/security.md)")
-    aud_sub = aud.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    aud_sub = aud.add_subparsers(dest="audit_command", required=True, metavar="COMMAND",
+                                 parser_class=_Parser)
     verify = aud_sub.add_parser("verify", help="exit 1 naming the first entry that breaks "
                                 "the chain")
     _common(verify)
@@ -99,11 +106,35 @@ def _setup_logging(config: ServerConfig) -> None:
     logsafe.install()  # secrets masked, control characters escaped (server/logsafe.py)
 
 
-def _open_migrated(config: ServerConfig) -> Database:
+def _open_migrated(config: ServerConfig) -> tuple[Database, int]:
+    """The database, migrated: (it, how many migrations this call applied)."""
     from aami.server.migrations import migrate
 
     database = Database(config.database_url, threads=1)
-    migrate(database.peewee)
+    return database, len(migrate(database.peewee))
+
+
+def _open_for_reading(config: ServerConfig) -> Database:
+    """An existing database at this server's schema, opened without changing it: a
+    check (`audit verify`) must not create or migrate what it checks."""
+    from pathlib import Path
+
+    from aami.server.migrations import pending_migrations
+
+    if config.database_url.startswith("sqlite:///"):
+        path = Path(config.database_url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise ConfigError(f"database {config.database_url}: no such file")
+    database = Database(config.database_url, threads=1)
+    name = describe_database(config.database_url)
+    if not database.peewee.table_exists("schema_migrations"):
+        database.close()
+        raise ConfigError(f"database {name}: not an aami-server database (never migrated)")
+    pending = pending_migrations(database.peewee)
+    if pending:
+        database.close()
+        raise ConfigError(f"database {name}: {len(pending)} migration(s) not applied; "
+                          "run aami-server migrate")
     return database
 
 
@@ -125,9 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lifetime = parse_duration(args.expires)
             except ValueError as exc:
                 raise ConfigError(f"--expires: {exc}") from None
-            if args.hostname is not None and not _is_hostname(args.hostname):
-                raise ConfigError(f"--hostname: {args.hostname!r} is not a hostname "
-                                  "(letters, digits, '.' and '-')")
+            if args.hostname is not None:
+                _check_hostname(args.hostname)
         if args.command == "audit" and args.audit_command == "verify" and \
                 args.expect_head is not None and not re.fullmatch(r"[0-9a-f]{64}",
                                                                   args.expect_head):
@@ -137,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lifetime = parse_duration(args.older_than)
             except ValueError as exc:
                 raise ConfigError(f"--older-than: {exc}") from None
+            if lifetime <= 0:
+                raise ConfigError("--older-than: must be more than 0 (0 would drop every "
+                                  "entry but the newest)")
         _check_database_named(args, config)
     except ConfigError as exc:
         print(f"aami-server: error: {exc}", file=sys.stderr)
@@ -171,11 +204,14 @@ def _check_database_named(args: argparse.Namespace, config: ServerConfig) -> Non
     )
 
 
-def _is_hostname(value: str) -> bool:
+def _check_hostname(value: str) -> None:
     from aami.server.schemas import HOSTNAME
 
-    return len(value) <= HOSTNAME["maxLength"] and re.fullmatch(
-        HOSTNAME["pattern"], value) is not None
+    if len(value) > HOSTNAME["maxLength"]:
+        raise ConfigError(f"--hostname: longer than {HOSTNAME['maxLength']} characters")
+    if re.fullmatch(HOSTNAME["pattern"], value) is None:
+        raise ConfigError(f"--hostname: {value!r} is not a hostname "
+                          "(letters, digits, '.' and '-')")
 
 
 def describe_database(url: str) -> str:
@@ -204,10 +240,21 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig, lifetime: float,
         from aami.server.serve import serve
 
         return serve(config)
-    database = _open_migrated(config)
+    if args.command == "audit" and args.audit_command == "verify":
+        try:
+            database = _open_for_reading(config)
+        except ConfigError as exc:
+            print(f"aami-server: error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            return _audit(args, 0.0)
+        finally:
+            database.close()
+    database, applied = _open_migrated(config)
     try:
         if args.command == "migrate":
-            print("database is up to date")
+            print(f"applied {applied} migration(s); database is up to date" if applied
+                  else "database is up to date")
         elif args.command == "token":
             from aami.server.services.tokens import create_api_token
             from aami.server.tokens import Role

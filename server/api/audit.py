@@ -245,8 +245,11 @@ async def _log_head_forever(app: web.Application) -> None:
         try:
             current = await app[DATABASE].run(audit.head)
             if current is not None and current != logged:
-                log.info("audit head: entry %d, hash %s (pin it: aami-server audit verify "
-                         "--expect-head HASH)", *current)
+                # Not verified here (a walk of the whole chain): a record of what the
+                # database holds now, for `audit verify --expect-head` to check later.
+                log.info("audit head: entry %d, hash %s (record it; aami-server audit "
+                         "verify --expect-head HASH checks the chain still holds it)",
+                         *current)
                 logged = current
         except asyncio.CancelledError:
             raise

@@ -6,6 +6,7 @@ chain verifiable; two processes appending at once keep one chain."""
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -165,3 +166,29 @@ def test_two_processes_append_one_chain(backend: str, tmp_path: Path) -> None:
         assert all(r.status == 201 for r in replies)
         code, out = _verify(server)
         assert code == 0 and "61 entries" in out, out
+
+
+def test_verify_only_reads_and_prune_refuses_zero(live_server: ServerProcess,
+                                                 tmp_path: Path) -> None:
+    """A check that passes on the wrong database would stay green forever in cron."""
+    missing = tmp_path / "typo.db"
+    done = run_cli("aami-server", "audit", "verify", "--database", f"sqlite:///{missing}",
+                   check=False)
+    assert done.returncode == 2 and not missing.exists()
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"aami-server: error: database sqlite:///{missing}: no such file")
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    done = run_cli("aami-server", "audit", "verify", "--database", f"sqlite:///{empty}",
+                   check=False)
+    assert done.returncode == 2 and "never migrated" in done.stderr
+    with sqlite3.connect(empty) as db:  # not turned into one
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
+    assert _verify(live_server)[0] == 0  # a real, migrated database passes
+    zero = run_cli("aami-server", "audit", "prune", "--older-than", "0", "--database",
+                   live_server.database_url, check=False)
+    assert zero.returncode == 2 and "--older-than: must be more than 0" in zero.stderr
+    usage = run_cli("aami-server", "audit", check=False)
+    assert usage.returncode == 2
+    assert usage.stderr.strip() == "aami-server: error: the following arguments are " \
+                                   "required: COMMAND"
