@@ -170,7 +170,10 @@ class Agent:
             stats = await self.registrar.call(self.reporter.flush)
         except (AgentClientError, NotRegistered) as exc:
             self.metrics.reports_failed += 1
-            log.warning("report failed, results stay spooled: %s", exc)
+            # A registration refusal the poll has just logged is not said again.
+            quiet = isinstance(exc, NotRegistered) and exc.repeated
+            level = logging.DEBUG if quiet else logging.WARNING
+            log.log(level, "report failed, results stay spooled: %s", exc)
             return False
         if stats.accepted or stats.duplicates:
             log.info("reported %d records (%d already known to the server)",
@@ -186,7 +189,9 @@ class Agent:
                 polls_failed=self.metrics.polls_failed))
         except (AgentClientError, NotRegistered) as exc:
             self.metrics.heartbeats_failed += 1
-            log.warning("heartbeat failed: %s", exc)
+            quiet = isinstance(exc, NotRegistered) and exc.repeated
+            level = logging.DEBUG if quiet else logging.WARNING
+            log.log(level, "heartbeat failed: %s", exc)
             return False
         self.trusted.set_intervals(intervals.poll_interval_seconds,
                                    intervals.heartbeat_interval_seconds)

@@ -16,20 +16,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from aami.agent import __version__
 from aami.agent.client import AgentClient, Conflict, InvalidToken, ServerRefused
 from aami.agent.state import TrustedState
+from aami.agent.wire import Registration
 
 T = TypeVar("T")
 
 log = logging.getLogger("aami.agent.registration")
 
 
+# After the server refused to register this node, the other loops do not ask again
+# for this long: the answer would be the same, and each ask costs the server a use
+# check and the log a line.
+REFUSAL_HOLD_SECONDS = 60.0
+_OTHER_TOKEN_KINDS = {"aami_adm_": "an admin API token", "aami_agt_": "an agent token"}
+
+
 class NotRegistered(Exception):
-    """No agent token, and registration is impossible or was refused."""
+    """No agent token, and registration is impossible or was refused.
+
+    `repeated`: the same refusal as a moment ago, given again without asking the
+    server (callers other than the poll log it quietly)."""
+
+    def __init__(self, message: str, *, repeated: bool = False) -> None:
+        super().__init__(message)
+        self.repeated = repeated
 
 
 class Registrar:
@@ -50,6 +66,7 @@ class Registrar:
         self.system_info = system_info
         self.on_token = on_token
         self._lock = asyncio.Lock()
+        self._refused: tuple[float, str] | None = None  # (monotonic time, why)
 
     async def ensure(self) -> None:
         """Make sure the client carries a valid-looking agent token, registering if needed.
@@ -73,25 +90,10 @@ class Registrar:
                 "not registered and no bootstrap token configured "
                 "(use --token, AAMI_TOKEN or agent.bootstrap_token_file)"
             )
-        try:
-            reg = await self.client.register(
-                self.bootstrap_token, self.hostname, __version__, dict(self.system_info())
-            )
-        except InvalidToken as exc:
-            raise NotRegistered(
-                f"the server refused the bootstrap token ({exc.message}); it may be expired, "
-                "used up or mistyped"
-            ) from exc
-        except ServerRefused as exc:
-            # 409: the hostname has an agent, or an admin created it in advance, and the
-            # token may not claim it; 403: the token was made for another node
-            # (bootstrap-token create --hostname). The server's message says which.
-            if not (isinstance(exc, Conflict) or (exc.status == 403 and exc.documented)):
-                raise
-            raise NotRegistered(
-                f"the server refused to register hostname {self.hostname!r} with this "
-                f"bootstrap token ({exc.message})"
-            ) from exc
+        if self._refused and time.monotonic() - self._refused[0] < REFUSAL_HOLD_SECONDS:
+            raise NotRegistered(self._refused[1], repeated=True)
+        reg = await self._register()
+        self._refused = None
         with self.trusted.batch():
             self.trusted.registered(target_id=reg.target_id, agent_token=reg.agent_token,
                                     hostname=self.hostname)
@@ -99,6 +101,35 @@ class Registrar:
         self.client.set_token(reg.agent_token)
         self.on_token(reg.agent_token)
         log.info("registered as target %s (hostname %s)", reg.target_id, self.hostname)
+
+    async def _register(self) -> Registration:
+        """One registration; a refusal is remembered for REFUSAL_HOLD_SECONDS."""
+        assert self.bootstrap_token
+        kind = next((name for prefix, name in _OTHER_TOKEN_KINDS.items()
+                     if self.bootstrap_token.startswith(prefix)), None)
+        if kind:
+            self._refuse(f"the bootstrap token given is {kind}, not a bootstrap token "
+                         "(aami_bst_...): give one with --token, AAMI_TOKEN or "
+                         "agent.bootstrap_token_file")
+        try:
+            return await self.client.register(
+                self.bootstrap_token, self.hostname, __version__, dict(self.system_info())
+            )
+        except InvalidToken as exc:
+            self._refuse(f"the server refused the bootstrap token: {exc.message} (check "
+                         "--token, AAMI_TOKEN or agent.bootstrap_token_file)", exc)
+        except ServerRefused as exc:
+            # 409: the hostname has an agent, or an admin created it in advance, and the
+            # token may not claim it; 403: the token was made for another node
+            # (bootstrap-token create --hostname). The server's message says which.
+            if not (isinstance(exc, Conflict) or (exc.status == 403 and exc.documented)):
+                raise
+            self._refuse(f"the server refused to register hostname {self.hostname!r} with "
+                         f"this bootstrap token ({exc.message})", exc)
+
+    def _refuse(self, why: str, cause: BaseException | None = None) -> NoReturn:
+        self._refused = (time.monotonic(), why)
+        raise NotRegistered(why) from cause
 
     async def call(self, op: Callable[[], Awaitable[T]], *, retry: bool = False) -> T:
         """Run one agent-token request, registering first if needed.

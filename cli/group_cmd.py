@@ -83,8 +83,15 @@ def create_bootstrap_token(args: argparse.Namespace, client: ApiClient) -> int:
     }
     if args.group:
         body["group"] = args.group
-    if args.hostname:
+    if args.hostname is not None:  # "" (an unset $NODE) must not mean "any node"
         body["hostname"] = args.hostname
-    reply = client.post("/bootstrap-tokens", body)
+    try:
+        reply = client.post("/bootstrap-tokens", body)
+    except ApiError as exc:
+        if exc.status == 400 and isinstance(exc.details, dict) and \
+                exc.details.get("field") == "body.hostname":
+            raise UsageError(f"--hostname: {args.hostname!r} is not a hostname (letters, "
+                             "digits, '.' and '-', at most 253 characters)") from None
+        raise
     print(reply.body["token"])
     return 0

@@ -96,6 +96,14 @@ def test_a_token_for_another_node_is_refused_with_a_clear_reason(s: Site, tmp_pa
             "(this bootstrap token is for hostname 'gpu-reserved', not 'gpu-other')"
             ) in wrong.stderr, wrong.stderr
     assert "Traceback" not in wrong.stderr
+    # Said once (by the poll); the report and heartbeat of the same cycle do not ask
+    # the server again, nor repeat it.
+    assert wrong.stderr.count("the server refused to register") == 1, wrong.stderr
+    # An admin token where a bootstrap token belongs: said so, without asking the server.
+    admin = agent_once(s, s.agent_config(tmp_path / "admin", hostname="gpu-admin"), s.admin)
+    assert admin.returncode != 0
+    assert "the bootstrap token given is an admin API token, not a bootstrap token " \
+           "(aami_bst_...)" in admin.stderr, admin.stderr
     right = agent_once(s, s.agent_config(tmp_path / "right", hostname="gpu-reserved"), token)
     assert right.returncode == 0, right.stderr
     hosts = [t["hostname"] for t in s.server.api("GET", "/api/v1/targets").json["data"]]

@@ -56,4 +56,9 @@ def test_bootstrap_token_for_one_node(shared_server: ServerProcess) -> None:
     mine = http("POST", url, token=made.out.strip(), json_body={**body, "hostname": host})
     assert mine.status == 201, mine.body
     bad = aami("bootstrap-token", "create", "--hostname", "no such host", env=env)
-    assert bad.code == 1 and "hostname" in bad.err, bad.err
+    assert bad.code == 2 and bad.err.strip() == (
+        "error: --hostname: 'no such host' is not a hostname (letters, digits, '.' "
+        "and '-', at most 253 characters)"), bad.err
+    # An empty value (an unset $NODE) is refused too, never a token for any node.
+    empty = aami("bootstrap-token", "create", "--hostname", "", env=env)
+    assert empty.code == 2 and "--hostname: '' is not a hostname" in empty.err, empty.err
