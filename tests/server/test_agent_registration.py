@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from aami.server.models import AgentStatus, BootstrapToken, Target, TargetGroup
-from tests.harness import ServerProcess, http, run_cli
+from tests.harness import ServerProcess, http, run_cli, wait_until
 from tests.server.test_agent_fixtures import agent, create_group, direct_db, register
 
 HEARTBEAT = {"agent_version": "1.0.0", "uptime_seconds": 1}
@@ -182,6 +183,12 @@ def test_a_token_scoped_to_a_hostname_registers_that_node_only(
     assert again.status == 409 and again.json["code"] == "CONFLICT"
     rows = {t["prefix"]: t for t in s.api("GET", "/api/v1/bootstrap-tokens").json["data"]}
     assert rows[made.json["prefix"]]["uses"] == 1  # the refusals gave their uses back
+    # Each refusal is one WARNING in the server's log: hostname, address, token prefix.
+    wait_until(lambda: s.log().count("registration refused:") >= 2, 10, "the log lines")
+    assert re.search(r"WARNING .* registration refused: hostname gpu-stranger from "
+                     r"127\.0\.0\.1 with bootstrap token aami_bst_\S{4}\*\*\*: this "
+                     r"bootstrap token is for hostname 'gpu-reserved'", s.log()), s.log()
+    assert scoped not in s.log()
     with direct_db(s.database_url):
         assert not Target.select().where(Target.hostname == "gpu-stranger").exists()
 

@@ -7,6 +7,7 @@ request, so there is nothing to point at another node's data.
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import asdict
 
@@ -23,8 +24,9 @@ from aami.server.appkeys import (
     STATUS_BUFFER,
 )
 from aami.server.auth import Authenticator
-from aami.server.errors import InvalidToken, NotFound, PayloadTooLarge
+from aami.server.errors import Conflict, Forbidden, InvalidToken, NotFound, PayloadTooLarge
 from aami.server.http_errors import error_response
+from aami.server.logsafe import escape_controls, token_prefix
 from aami.server.principal import BootstrapPrincipal
 from aami.server.routing import AGENT, BOOTSTRAP, Call, Route, json_reply
 from aami.server.schemas import SHA256
@@ -39,6 +41,7 @@ from aami.server.services.heartbeats import heartbeat_from_body
 from aami.server.timefmt import utcnow
 from aami.server.tokens import hash_token
 
+log = logging.getLogger(__name__)
 TAG = "agent"
 REGISTRATION_QUEUE_MAX = 200  # per process: a few seconds of work, well inside agent timeouts
 
@@ -66,6 +69,14 @@ async def register(call: Call) -> web.Response:
         except InvalidToken:
             # Used up, revoked or expired since it was cached: look it up again next time.
             call.app[AUTHENTICATOR].forget(hash_token(Authenticator.bearer(call.request) or ""))
+            raise
+        except (Conflict, Forbidden) as exc:
+            # A node claiming a name it may not have: the operator must see it here,
+            # not only in that node's own log.
+            log.warning("registration refused: hostname %s from %s with bootstrap token "
+                        "%s: %s", escape_controls(str(call.body.get("hostname"))),
+                        call.request.remote,
+                        token_prefix(Authenticator.bearer(call.request) or ""), exc.message)
             raise
     for old in result.revoked_hashes:
         call.app[AUTHENTICATOR].forget(old)
