@@ -240,6 +240,7 @@ def test_bootstrap_token_shown_once_with_install_command(fleet: Fleet) -> None:
     scoped = client.post("/ui/bootstrap-tokens", {"csrf_token": client.csrf(), "max_uses": "1",
                                                   "expires": "1d", "hostname": "gpu-77"})
     assert scoped.status == 200 and "only node gpu-77 may register with it" in scoped.text
+    assert '--release-key "$RELEASE_PUB" --hostname gpu-77\n' in html.unescape(scoped.text)
     listed = fleet.server.api("GET", "/api/v1/bootstrap-tokens").json["data"]
     assert [t["hostname"] for t in listed if t["hostname"]] == ["gpu-77"]
     bad_host = client.post("/ui/bootstrap-tokens", {"csrf_token": client.csrf(),
