@@ -2,11 +2,13 @@
 
     aami group create NAME [--description TEXT] [--priority N]
     aami group list
+    aami target create HOSTNAME [--group NAME ...] [--label KEY=VALUE ...]
     aami bootstrap-token create [--group NAME] [--max-uses N] [--expires 7d]
-                                [--allow-rebind] [--name NAME]
+                                [--allow-rebind] [--name NAME] [--hostname NODE]
 
 A bootstrap token names the group new nodes join, so the group comes first
-(docs/install.md section 3). `bootstrap-token create` prints the secret alone on
+(docs/install.md section 3). A target made in advance (to give it policies before its
+node exists) is claimed with a token made for its hostname. `bootstrap-token create` prints the secret alone on
 stdout, as `aami-server bootstrap-token create` does on the server host.
 """
 
@@ -36,6 +38,18 @@ def register(sub: argparse._SubParsersAction,
     listing = g_sub.add_parser("list", help="list groups")
     add_flags(listing)
     listing.set_defaults(remote=list_groups)
+
+    target = sub.add_parser("target", help="targets made before their node registers")
+    t_sub = target.add_subparsers(dest="target_command", required=True,
+                                  parser_class=parser_class)
+    tcreate = t_sub.add_parser("create", help="create a target in advance")
+    tcreate.add_argument("hostname", metavar="HOSTNAME")
+    tcreate.add_argument("--group", action="append", default=[], metavar="NAME",
+                         help="a group it joins (repeat for more)")
+    tcreate.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                         help="a label (repeat for more)")
+    add_flags(tcreate)
+    tcreate.set_defaults(remote=create_target)
 
     boot = sub.add_parser("bootstrap-token", help="bootstrap tokens for new nodes")
     b_sub = boot.add_subparsers(dest="boot_command", required=True, parser_class=parser_class)
@@ -70,6 +84,26 @@ def list_groups(args: argparse.Namespace, client: ApiClient) -> int:
     rows = client.get("/groups", limit="500").body["data"]
     for row in rows:
         print(f"{row['id']}\t{row['name']}\tpriority {row['priority']}")
+    return 0
+
+
+def create_target(args: argparse.Namespace, client: ApiClient) -> int:
+    labels = {}
+    for item in args.label:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--label: expected KEY=VALUE, got {item!r}")
+        labels[key] = value
+    body: dict[str, object] = {"hostname": args.hostname, "groups": args.group,
+                               "labels": labels}
+    try:
+        reply = client.post("/targets", body)
+    except ApiError as exc:
+        if exc.status == 409:
+            raise OperationFailed(f"target {args.hostname!r} already exists") from None
+        raise
+    print(f"created target {reply.body['hostname']} (id {reply.body['id']}); claim it with "
+          f"aami bootstrap-token create --hostname {reply.body['hostname']}")
     return 0
 
 

@@ -62,3 +62,26 @@ def test_bootstrap_token_for_one_node(shared_server: ServerProcess) -> None:
     # An empty value (an unset $NODE) is refused too, never a token for any node.
     empty = aami("bootstrap-token", "create", "--hostname", "", env=env)
     assert empty.code == 2 and "--hostname: '' is not a hostname" in empty.err, empty.err
+
+
+def test_a_target_made_in_advance_is_claimed_by_its_own_token(
+    shared_server: ServerProcess,
+) -> None:
+    env = {"AAMI_SERVER": shared_server.url, "AAMI_TOKEN": shared_server.token("admin")}
+    group = f"rack-{uuid.uuid4().hex[:8]}"
+    host = f"node-{uuid.uuid4().hex[:8]}"
+    assert aami("group", "create", group, env=env).code == 0
+    made = aami("target", "create", host, "--group", group, "--label", "rack=7", env=env)
+    assert made.code == 0, made.err
+    assert made.out.startswith(f"created target {host} (id ") and \
+        f"aami bootstrap-token create --hostname {host}" in made.out
+    target = shared_server.api("GET", f"/api/v1/targets?hostname={host}").json["data"][0]
+    assert target["groups"] == [group] and target["labels"] == {"rack": "7"}
+    again = aami("target", "create", host, env=env)
+    assert again.code == 1 and again.err.strip() == f"error: target {host!r} already exists"
+    bad = aami("target", "create", host, "--label", "norack", env=env)
+    assert bad.code == 2 and "--label: expected KEY=VALUE, got 'norack'" in bad.err
+    token = aami("bootstrap-token", "create", "--hostname", host, env=env).out.strip()
+    reply = http("POST", f"{shared_server.url}/api/v1/agent/register", token=token,
+                 json_body={"hostname": host, "agent_version": "1.0", "system_info": {}})
+    assert reply.status == 201 and reply.json["target_id"] == target["id"], reply.body
