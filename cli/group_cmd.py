@@ -8,8 +8,9 @@
 
 A bootstrap token names the group new nodes join, so the group comes first
 (docs/install.md section 3). A target made in advance (to give it policies before its
-node exists) is claimed with a token made for its hostname. `bootstrap-token create` prints the secret alone on
-stdout, as `aami-server bootstrap-token create` does on the server host.
+node exists) is claimed with a token made for its hostname. `bootstrap-token create`
+prints the secret alone on stdout, as `aami-server bootstrap-token create` does on the
+server host.
 """
 
 from __future__ import annotations
