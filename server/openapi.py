@@ -4,7 +4,8 @@ Besides each route's own schemas, the document states what the router enforces f
 every route (so a client, or a fuzzer, can rely on it):
 
 - the error statuses a route can answer, from its shape (`_errors`): 400 for input
-  that breaks the document (and a cursor this server did not issue), 401/403 and 429
+  that breaks the document (and a cursor this server did not issue; in text/plain
+  when aiohttp's parser cannot read the request at all), 401/403 and 429
   (a back-off after bad tokens, with `Retry-After`) for routes that need a token, 404
   for objects named in the path, 413 for bodies over the limit, 503 when the
   database is unreachable; plus each route's domain refusals (`DOMAIN_ERRORS`: 409
@@ -137,6 +138,13 @@ def _operation(route: Route) -> dict[str, Any]:
     }
     for status, reason in _errors(route).items():
         op["responses"][str(status)] = _error_response(reason, retry_after=status == 429)
+    if "400" in op["responses"]:
+        # aiohttp's HTTP parser answers a request it cannot read (a request line or a
+        # header over 8 KiB) itself, in plain text, before any route or middleware.
+        bad = op["responses"]["400"]
+        bad["description"] += ("; a request line or header over 8 KiB is refused by the "
+                               "HTTP parser before any route, in text/plain")
+        bad["content"]["text/plain"] = {"schema": {"type": "string"}}
     params: list[dict[str, Any]] = []
     strict = not route.replace_nul
     for name, schema in route.path_params.items():
