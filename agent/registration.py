@@ -10,6 +10,10 @@ token (database restored, target deleted, token rotated elsewhere). The agent th
 forgets its identity but keeps its rollback and schedule memory, and re-registers
 with the bootstrap token when one is configured. Without one it logs a clear error
 once and keeps running its last verified assignments (degraded mode).
+
+A registration the server refuses (token used up, hostname held or not the token's)
+is not asked again by every loop: the refusal stands for REFUSAL_HOLD_SECONDS, the
+poll says it, and the other loops stay quiet about it.
 """
 
 from __future__ import annotations
