@@ -26,3 +26,7 @@ STATUS_BUFFER: web.AppKey[StatusBuffer] = web.AppKey("status_buffer")
 REGISTRATION_GATE: web.AppKey[Gate] = web.AppKey("registration_gate")
 EXECUTION_WRITER: web.AppKey[ExecutionWriter] = web.AppKey("execution_writer")
 JOB_RUNNER: web.AppKey[JobRunner] = web.AppKey("job_runner")
+
+# request[AUDIT_NOTE]: what a handler knows that the audit middleware cannot infer from
+# the route (api/audit.py): {"action": ..., "object_id": ..., "summary": {...}}.
+AUDIT_NOTE = "aami_audit_note"

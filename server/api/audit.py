@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from aami.server.appkeys import AUTHENTICATOR, DATABASE
+from aami.server.appkeys import AUDIT_NOTE, AUTHENTICATOR, DATABASE
 from aami.server.background import background
 from aami.server.principal import AdminPrincipal, AgentPrincipal, BootstrapPrincipal
 from aami.server.routing import ADMIN, Call, Route, json_reply
@@ -170,12 +170,14 @@ async def _record(request: web.Request, status: int, response: web.StreamRespons
     if actor is None:
         return
     action, object_type = describe(request.method, resource.canonical)
+    note: dict[str, Any] = request.get(AUDIT_NOTE) or {}
     try:  # whatever goes wrong here, the change was made: never turn it into an error
         summary = {"method": request.method, "path": request.path, "status": status,
-                   **_changed(before, await _request_fields(request))}
+                   **_changed(before, await _request_fields(request)),
+                   **note.get("summary", {})}
         await request.app[DATABASE].run(
-            audit.record, actor, action, object_type,
-            _object_id(request, response, location), summary,
+            audit.record, actor, note.get("action", action), object_type,
+            note.get("object_id") or _object_id(request, response, location), summary,
             request_id=request_id, source=request.remote)
     except Exception as exc:  # the change is made; say loudly that its record is not
         log.error("audit: could not record %s %s: %s", action, request.path, exc)

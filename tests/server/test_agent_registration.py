@@ -124,6 +124,11 @@ def test_rebind_needs_allow_rebind(live_server: ServerProcess) -> None:
     # The old token is revoked at once in this process (and within 5 s in others).
     gone = agent(live_server, "POST", "/heartbeat", old_token, json_body=HEARTBEAT)
     assert gone.status == 401 and gone.json["code"] == "INVALID_TOKEN"
+    # The audit log tells a re-bind from a first registration.
+    entries = live_server.api("GET", "/api/v1/audit?object_type=target").json["data"]
+    assert [e["action"] for e in reversed(entries)] == ["agent.register", "agent.rebind"]
+    assert entries[0]["summary"]["replaced_agent_tokens"] == 1
+    assert entries[0]["object_id"] == str(target_id)
 
 
 def test_rotate_token(live_server: ServerProcess) -> None:

@@ -243,6 +243,11 @@ def test_bootstrap_token_shown_once_with_install_command(fleet: Fleet) -> None:
     assert '--release-key "$RELEASE_PUB" --hostname gpu-77\n' in html.unescape(scoped.text)
     listed = fleet.server.api("GET", "/api/v1/bootstrap-tokens").json["data"]
     assert [t["hostname"] for t in listed if t["hostname"]] == ["gpu-77"]
+    # Recorded with the token's id, though the page answers 200 without a Location.
+    [made] = fleet.server.api("GET", "/api/v1/audit?action=bootstrap-token.create&limit=1"
+                              ).json["data"]
+    assert made["actor"]["kind"] == "session"
+    assert made["object_id"] == str(next(t["id"] for t in listed if t["hostname"]))
     bad_host = client.post("/ui/bootstrap-tokens", {"csrf_token": client.csrf(),
                                                     "max_uses": "1", "expires": "1d",
                                                     "hostname": "gpu 77\n"})

@@ -16,6 +16,7 @@ from aiohttp import web
 from aami.server.api.agent import schemas as s
 from aami.server.appkeys import (
     AGENT_CACHE,
+    AUDIT_NOTE,
     AUTHENTICATOR,
     CONFIG,
     DATABASE,
@@ -80,6 +81,9 @@ async def register(call: Call) -> web.Response:
             raise
     for old in result.revoked_hashes:
         call.app[AUTHENTICATOR].forget(old)
+    if result.revoked_hashes:  # a re-imaged node replaced its former self
+        call.request[AUDIT_NOTE] = {"action": "agent.rebind", "summary": {
+            "replaced_agent_tokens": len(result.revoked_hashes)}}
     cache = call.app[AGENT_CACHE]
     if result.new_target_groups is not None:
         view = await cache.seed_new(result.target_id, result.hostname,

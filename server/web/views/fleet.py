@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from aami.server.appkeys import DATABASE
+from aami.server.appkeys import AUDIT_NOTE, DATABASE
 from aami.server.errors import ApiError
 from aami.server.http_errors import status_of
 from aami.server.schemas import GROUP_CREATE_BODY, HOSTNAME
@@ -129,6 +129,7 @@ async def bootstrap_create(request: web.Request) -> web.StreamResponse:
     except ApiError as exc:
         return await bootstrap_list(request, errors={"group": exc.message}, form=values,
                                     status=status_of(exc))
+    request[AUDIT_NOTE] = {"object_id": row["id"]}  # the page answers 200, no Location
     return await bootstrap_list(request, created={**row, "token": secret})
 
 
