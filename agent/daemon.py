@@ -51,6 +51,13 @@ from aami.agent.wire import Assignment
 log = logging.getLogger("aami.agent")
 
 
+def _failure_level(exc: Exception) -> int:
+    """A registration refusal the poll has just logged is not said again by the other
+    loops (DEBUG); any other failure is a WARNING."""
+    return logging.DEBUG if isinstance(exc, NotRegistered) and exc.repeated \
+        else logging.WARNING
+
+
 class Agent:
     def __init__(
         self,
@@ -170,10 +177,7 @@ class Agent:
             stats = await self.registrar.call(self.reporter.flush)
         except (AgentClientError, NotRegistered) as exc:
             self.metrics.reports_failed += 1
-            # A registration refusal the poll has just logged is not said again.
-            quiet = isinstance(exc, NotRegistered) and exc.repeated
-            level = logging.DEBUG if quiet else logging.WARNING
-            log.log(level, "report failed, results stay spooled: %s", exc)
+            log.log(_failure_level(exc), "report failed, results stay spooled: %s", exc)
             return False
         if stats.accepted or stats.duplicates:
             log.info("reported %d records (%d already known to the server)",
@@ -189,9 +193,7 @@ class Agent:
                 polls_failed=self.metrics.polls_failed))
         except (AgentClientError, NotRegistered) as exc:
             self.metrics.heartbeats_failed += 1
-            quiet = isinstance(exc, NotRegistered) and exc.repeated
-            level = logging.DEBUG if quiet else logging.WARNING
-            log.log(level, "heartbeat failed: %s", exc)
+            log.log(_failure_level(exc), "heartbeat failed: %s", exc)
             return False
         self.trusted.set_intervals(intervals.poll_interval_seconds,
                                    intervals.heartbeat_interval_seconds)

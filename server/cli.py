@@ -205,11 +205,11 @@ def _check_database_named(args: argparse.Namespace, config: ServerConfig) -> Non
 
 
 def _check_hostname(value: str) -> None:
-    from aami.server.schemas import HOSTNAME
+    from aami.server.schemas import HOSTNAME, is_hostname
 
     if len(value) > HOSTNAME["maxLength"]:
         raise ConfigError(f"--hostname: longer than {HOSTNAME['maxLength']} characters")
-    if re.fullmatch(HOSTNAME["pattern"], value) is None:
+    if not is_hostname(value):
         raise ConfigError(f"--hostname: {value!r} is not a hostname "
                           "(letters, digits, '.' and '-')")
 

@@ -3,6 +3,7 @@ request bodies that both the API and the web UI check (groups, policies)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 Schema = dict[str, Any]
@@ -23,6 +24,15 @@ NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 128,
                 "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*$"}
 HOSTNAME: Schema = {"type": "string", "minLength": 1, "maxLength": 253,
                     "pattern": r"^[A-Za-z0-9][A-Za-z0-9.-]*$"}
+
+
+def is_hostname(value: str) -> bool:
+    """What HOSTNAME accepts, for input that does not come as a JSON body (CLI flags,
+    web UI forms)."""
+    return len(value) <= HOSTNAME["maxLength"] and re.fullmatch(
+        HOSTNAME["pattern"], value) is not None
+
+
 TIMESTAMP: Schema = {"type": "string", "format": "date-time"}
 # An RFC 3339 time as a request field: the shape is checked here; a date the calendar
 # does not have (02-30) is refused by the service with 422.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +10,7 @@ from aiohttp import web
 from aami.server.appkeys import AUDIT_NOTE, DATABASE
 from aami.server.errors import ApiError
 from aami.server.http_errors import status_of
-from aami.server.schemas import GROUP_CREATE_BODY, HOSTNAME
+from aami.server.schemas import GROUP_CREATE_BODY, is_hostname
 from aami.server.services import groups, targets, tokens, ui_queries
 from aami.server.timefmt import utcnow
 from aami.server.tokens import Role
@@ -116,8 +115,7 @@ async def bootstrap_create(request: web.Request) -> web.StreamResponse:
         seconds = 0
     if len(values["name"]) > 128:
         errors["name"] = "at most 128 characters"
-    if values["hostname"] and (len(values["hostname"]) > HOSTNAME["maxLength"] or not re.fullmatch(
-            HOSTNAME["pattern"], values["hostname"])):
+    if values["hostname"] and not is_hostname(values["hostname"]):
         errors["hostname"] = "a hostname: letters, digits, '.' and '-'"
     if errors:
         return await bootstrap_list(request, errors=errors, form=values, status=400)
